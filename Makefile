@@ -1,0 +1,32 @@
+# One virtualenv in .venv holds everything; every target creates it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: 2.13.0 is the CPU build this project's machines carry,
+# and installing it before the project stops the resolver from fetching a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## Fast tests (seconds to a minute; no slow real-recording runs)
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+## Every test, including slow ones on the recordings in ../shared/data (what CI runs)
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+## Preparation speed on real recordings (prints a table; see benchmarks/RESULTS.md)
+bench: setup
+	$(BIN)/python benchmarks/prepare.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -1,0 +1,144 @@
+"""The ``newsanchor`` command line: one subcommand → one library function.
+
+Errors the user can act on are printed as one line on stderr with a non-zero exit; progress goes
+to stderr, machine-readable results (``--json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .errors import NewsanchorError
+
+app = typer.Typer(
+    name="newsanchor",
+    help="A virtual news anchor from a consenting person's own recordings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    # soft_wrap keeps the message on one line however narrow the terminal
+    stderr.print(f"newsanchor: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors():
+    """Turn the project's own errors and Ctrl-C into one line and an exit code."""
+    try:
+        yield
+    except NewsanchorError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished work is kept — run the same command again to resume", 130)
+
+
+def _frame_progress(description: str, enabled: bool):
+    """A rich progress bar counting frames, and a factory ``total → advance(n)`` for library calls."""
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} frames/s"), TimeRemainingColumn(),
+        console=stderr, disable=not enabled, transient=False,
+    )
+    started = time.perf_counter()
+
+    def factory(total: int):
+        task = progress.add_task(description, total=total, rate=0.0)
+
+        def advance(frames: float) -> None:
+            progress.advance(task, frames)
+            done = progress.tasks[task].completed
+            progress.update(task, rate=done / max(time.perf_counter() - started, 1e-6))
+
+        return advance
+
+    return progress, factory
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"newsanchor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Turn news text or speech into a video of a specific, consenting person reading it."""
+
+
+@app.command()
+def prepare(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files of the person (mp4, mov, mkv, webm, mpg…) or folders of them.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write (re-running resumes it).")],
+    size: Annotated[Optional[int], typer.Option(help="Face crop side in pixels: 512 (the paper's) or 256 for small faces and CPU work.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with preparation settings (see configs/prepare.yaml).")] = None,
+    workers: Annotated[int, typer.Option(help="Clips prepared in parallel (0: one per CPU core).")] = 0,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unusable inputs (listed in the manifest) instead of stopping.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line with the dataset's figures.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Turn recordings into a training dataset: face crops, landmarks, mouth PCA, MFCC, edges."""
+    from dataclasses import replace
+
+    from .config import PrepareConfig, load_yaml
+    from .prepare import prepare as prepare_dataset
+
+    with _user_errors():
+        settings = load_yaml(PrepareConfig, config) if config else PrepareConfig()
+        if size is not None:
+            try:
+                settings = replace(settings, size=size)
+            except ValueError as err:
+                raise NewsanchorError(f"--size: {err}") from None
+        started = time.perf_counter()
+        progress, factory = _frame_progress("prepare", enabled=not quiet)
+        with progress:
+            manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad,
+                                       progress_factory=factory, warn=lambda m: stderr.print(m, markup=False, soft_wrap=True))
+        elapsed = time.perf_counter() - started
+        totals = manifest["totals"]
+        summary = {
+            "dataset": str(out),
+            "clips": totals["clips"],
+            "video_frames": totals["video_frames"],
+            "mfcc_frames": totals["mfcc_frames"],
+            "face_found_ratio": totals["face_found_ratio"],
+            "pca_explained_variance": manifest["mouth_pca"]["total_explained_variance"],
+            "minutes": totals["minutes"],
+            "mb_per_minute": totals["mb_per_minute"],
+            "skipped": len(manifest["skipped"]),
+            "elapsed_s": round(elapsed, 2),
+        }
+        if as_json:
+            print(json.dumps(summary))
+        else:
+            stderr.print(
+                f"{out}: {summary['clips']} clips, {summary['video_frames']} frames "
+                f"({summary['minutes']:.1f} min), face found in {100 * summary['face_found_ratio']:.1f}% of frames, "
+                f"PCA-{manifest['mouth_pca']['n_components']} explains {100 * summary['pca_explained_variance']:.1f}%, "
+                f"{summary['mb_per_minute']:.0f} MB per minute", markup=False, soft_wrap=True,
+            )
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

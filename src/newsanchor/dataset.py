@@ -1,0 +1,165 @@
+"""A prepared dataset directory: its layout, its dataset-wide summary, and reading it back.
+
+Layout (docs/DATASET.md has the details)::
+
+    DIR/manifest.json           format, version, config, sources, totals, PCA variance, MFCC stats
+    DIR/mouth_pca.npz           PCA of normalised mouths: mean [40], components [K, 40], variances [K]
+    DIR/clips/<id>/clip.json    per-clip summary (also in the manifest)
+    DIR/clips/<id>/arrays.npz   landmarks, face_found, mouth, mfcc, audio, crop_box
+    DIR/clips/<id>/edges.npy    Canny edges [T, S, S/8] uint8, bits packed along x
+    DIR/clips/<id>/crops.mp4    face crops [T, S, S, 3], 25 fps H.264, with the clip's audio
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, media
+from .config import PrepareConfig, to_dict
+from .errors import DatasetError
+from .features.audio import MfccStats, mfcc_stats
+from .features.mouth import MouthPCA, fit_mouth_pca
+
+FORMAT = "newsanchor-dataset"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MOUTH_PCA = "mouth_pca.npz"
+CLIPS_DIR = "clips"
+CLIP_INFO = "clip.json"
+CLIP_ARRAYS = "arrays.npz"
+CLIP_EDGES = "edges.npy"
+CLIP_CROPS = "crops.mp4"
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def write_dataset_summary(out: Path, config: PrepareConfig, clips: Sequence[dict], skipped: Sequence[dict]) -> dict:
+    """Fit the mouth PCA and the MFCC statistics over all prepared clips and write the
+    manifest. Returns the manifest."""
+    mouths, mfcc_chunks = [], []
+    for clip in clips:
+        with np.load(out / CLIPS_DIR / clip["id"] / CLIP_ARRAYS) as arrays:
+            mouths.append(arrays["mouth"][arrays["face_found"]])
+            mfcc_chunks.append(arrays["mfcc"])
+    pca = fit_mouth_pca(np.concatenate(mouths), config.pca_components)
+    stats = mfcc_stats(mfcc_chunks)
+    write_atomic(out / MOUTH_PCA, lambda tmp: np.savez(tmp, **pca.to_arrays()))
+
+    frames = sum(c["frames"] for c in clips)
+    found = sum(c["frames"] * c["face_found_ratio"] for c in clips)
+    minutes = frames / config.fps / 60
+    size_bytes = _folder_bytes(out / CLIPS_DIR)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "newsanchor_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fps": config.fps,
+        "size": config.size,
+        "sample_rate": 16000,
+        "mfcc_hz": 100,
+        "config": to_dict(config),
+        "totals": {
+            "clips": len(clips),
+            "video_frames": frames,
+            "mfcc_frames": sum(c["mfcc_frames"] for c in clips),
+            "face_found_ratio": round(found / max(frames, 1), 6),
+            "minutes": round(minutes, 3),
+            "bytes": size_bytes,
+            "mb_per_minute": round(size_bytes / 1e6 / max(minutes, 1e-9), 2),
+        },
+        "mouth_pca": {
+            "file": MOUTH_PCA,
+            "n_components": len(pca.explained_variance_ratio),
+            "explained_variance_ratio": [round(float(v), 6) for v in pca.explained_variance_ratio],
+            "total_explained_variance": round(pca.total_explained_variance, 6),
+            "fitted_on_frames": int(sum(len(m) for m in mouths)),
+        },
+        "mfcc_stats": stats.to_dict(),
+        "clips": list(clips),
+        "skipped": list(skipped),
+    }
+    write_atomic(out / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    return manifest
+
+
+class PreparedDataset:
+    """Read access to a dataset written by ``newsanchor prepare``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        try:
+            self.manifest = json.loads((self.root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise DatasetError(f"{self.root}: not a prepared dataset (no {MANIFEST}; run `newsanchor prepare`)") from None
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{self.root / MANIFEST}: unreadable ({err})") from None
+        if self.manifest.get("format") != FORMAT:
+            raise DatasetError(f"{self.root}: not a newsanchor dataset")
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise DatasetError(f"{self.root}: dataset format version {self.manifest.get('format_version')}, "
+                               f"this newsanchor reads version {FORMAT_VERSION}; prepare it again")
+        self.clips: list[dict] = self.manifest["clips"]
+        self.size: int = self.manifest["size"]
+        self.fps: int = self.manifest["fps"]
+
+    def clip_dir(self, clip_id: str) -> Path:
+        return self.root / CLIPS_DIR / clip_id
+
+    def arrays(self, clip_id: str) -> dict[str, np.ndarray]:
+        """landmarks [T, 68, 2] float32 (crop pixels, NaN without face), landmarks_raw (unsmoothed),
+        face_found [T] bool, mouth [T, 20, 2] float32 (normalised), mfcc [4T, 13] float32,
+        audio [640T] int16 (16 kHz), crop_box [4] int64 (x, y, w, h in source pixels)."""
+        with np.load(self.clip_dir(clip_id) / CLIP_ARRAYS) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+    def edges(self, clip_id: str) -> np.ndarray:
+        """Packed edges [T, S, S/8] uint8, memory-mapped; unpack a frame with :meth:`edge_map`."""
+        return np.load(self.clip_dir(clip_id) / CLIP_EDGES, mmap_mode="r")
+
+    def edge_map(self, clip_id: str, frame: int) -> np.ndarray:
+        """Edges of one frame [S, S] bool."""
+        return np.unpackbits(self.edges(clip_id)[frame], axis=-1).astype(bool)
+
+    def crops(self, clip_id: str) -> Iterator[np.ndarray]:
+        """All face crops of a clip in order, each [S, S, 3] uint8, streamed."""
+        return media.iter_video_frames(self.clip_dir(clip_id) / CLIP_CROPS, self.fps)
+
+    def crop_frames(self, clip_id: str, indices: Sequence[int]) -> list[np.ndarray]:
+        """Face crops at the given frame indices (random access), each [S, S, 3] uint8."""
+        return media.read_video_frames_at(self.clip_dir(clip_id) / CLIP_CROPS, indices)
+
+    @cached_property
+    def mouth_pca(self) -> MouthPCA:
+        with np.load(self.root / MOUTH_PCA) as arrays:
+            return MouthPCA.from_arrays({name: arrays[name] for name in arrays.files})
+
+    @cached_property
+    def mfcc_stats(self) -> MfccStats:
+        return MfccStats.from_dict(self.manifest["mfcc_stats"])
+
+    def mouth_features(self, clip_id: str) -> np.ndarray:
+        """PCA mouth features [T, K] float32 (NaN rows where no face was found)."""
+        return self.mouth_pca.transform(self.arrays(clip_id)["mouth"])

@@ -1,0 +1,343 @@
+"""Recordings → dataset directory (paper §4.1–4.2). The format is described in docs/DATASET.md.
+
+Each clip is prepared into ``clips/.tmp-<id>`` and renamed to ``clips/<id>`` when complete, so an
+interrupted run leaves only finished clips behind and a re-run resumes where it stopped. The
+dataset-wide parts (mouth PCA, MFCC statistics, manifest) are computed last from the clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, media
+from .config import PrepareConfig, to_dict
+from .errors import MediaError, NewsanchorError, NoFaceError
+from .features.audio import mfcc
+from .features.crop import CropBox, canny_edges, choose_crop_box, crop_frame, to_crop_coords
+from .features.face import smooth_landmarks, track_landmarks
+from .features.mouth import normalise_mouth
+from .dataset import (
+    CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, FORMAT, FORMAT_VERSION, MANIFEST,
+    MOUTH_PCA, write_dataset_summary,
+)
+
+MEDIA_SUFFIXES = {".mp4", ".mov", ".m4v", ".mpg", ".mpeg", ".mkv", ".webm", ".avi"}
+SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    id: str
+    path: Path
+    info: media.MediaInfo
+    frames: int  # at the dataset's 25 fps
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Media files named directly or found (recursively, sorted) in the named folders."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            try:
+                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+            except OSError as err:
+                raise MediaError(item, f"cannot read folder ({err.strerror})") from None
+            if not files:
+                raise MediaError(item, f"folder has no video files ({', '.join(sorted(MEDIA_SUFFIXES))})")
+            found.extend(files)
+        elif item.exists() or item.is_symlink():
+            found.append(item)
+        else:
+            raise MediaError(item, "no such file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def clip_ids(paths: Sequence[Path]) -> list[str]:
+    """Short, filesystem-safe, unique ids from file names (a hash suffix where names collide)."""
+    stems = [re.sub(r"[^A-Za-z0-9_.-]+", "_", p.stem).strip("._") or "clip" for p in paths]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    return [
+        stem if counts[stem] == 1 else f"{stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:6]}"
+        for stem, p in zip(stems, paths)
+    ]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_source(path: Path, config: PrepareConfig) -> media.MediaInfo:
+    """Everything that can be known about a source before decoding it; raises MediaError."""
+    info = media.probe(path)
+    shortfall = info.video_duration_s - info.audio_duration_s
+    if shortfall > config.max_audio_shortfall_s:
+        raise MediaError(path, f"audio much shorter than video ({info.audio_duration_s:.2f} s of {info.video_duration_s:.2f} s)")
+    return info
+
+
+def _track_clip(source: ClipSource, config: PrepareConfig, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1: landmarks [T, 68, 2] float32 (source pixels, NaN where no face) and found [T] bool."""
+    frames = media.iter_video_frames(source.path, config.fps, info=source.info)
+    landmarks = track_landmarks(frames, source.frames, config.tracker, on_frame=lambda: progress(0.5))
+    found = ~np.isnan(landmarks[:, 0, 0])
+    if not found.any():
+        raise NoFaceError(source.path, f"no face found in any of {source.frames} frames")
+    return landmarks, found
+
+
+def _write_crops_and_edges(source: ClipSource, box: CropBox, wav: np.ndarray, config: PrepareConfig,
+                           work: Path, progress: Progress) -> None:
+    """Pass 2: crops.mp4 [T frames of size², with the clip's audio] and edges.npy [T, size, size/8]
+    (packed bits), streamed frame by frame."""
+    size = config.size
+    edges = np.lib.format.open_memmap(work / CLIP_EDGES, mode="w+", dtype=np.uint8, shape=(source.frames, size, size // 8))
+
+    def crops():
+        for k, frame in enumerate(media.iter_video_frames(source.path, config.fps, info=source.info)):
+            crop = crop_frame(frame, box, size)
+            edges[k] = np.packbits(canny_edges(crop, config.canny_low, config.canny_high, config.canny_blur), axis=-1)
+            progress(0.5)
+            yield crop
+
+    media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=16000,
+                      crf=config.crop_crf, keyframe_interval=config.crop_keyframe_interval)
+    edges.flush()
+    del edges
+
+
+def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha256: str, progress: Progress) -> dict:
+    """Prepare one clip into ``clip_dir`` (created through a temporary sibling). Returns the
+    per-clip summary that also lands in ``clip.json`` and the manifest."""
+    work = clip_dir.parent / f".tmp-{clip_dir.name}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        raw, found = _track_clip(source, config, progress)
+        smoothed = smooth_landmarks(np.nan_to_num(raw), found, config.landmark_smoothing)
+        box = choose_crop_box(smoothed, found, config.crop_margin, config.crop_raise,
+                              (source.info.width, source.info.height))
+        wav = media.read_audio(source.path, 16000, info=source.info)
+        wav = np.pad(wav, (0, max(0, source.frames * SAMPLES_PER_FRAME - len(wav))))[: source.frames * SAMPLES_PER_FRAME]
+        _write_crops_and_edges(source, box, wav, config, work, progress)
+        mouth = normalise_mouth(np.where(found[:, None, None], smoothed, 1.0))  # any finite pose for gaps
+        mouth[~found] = np.nan
+        np.savez(
+            work / CLIP_ARRAYS,
+            landmarks=np.where(found[:, None, None], to_crop_coords(smoothed, box, config.size), np.nan).astype(np.float32),
+            landmarks_raw=to_crop_coords(raw, box, config.size),
+            face_found=found,
+            mouth=mouth.astype(np.float32),
+            mfcc=mfcc(wav, 16000, n_video_frames=source.frames),
+            audio=np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16),
+            crop_box=np.array(box.to_list(), dtype=np.int64),
+        )
+        summary = {
+            "id": source.id,
+            "source": str(source.path),
+            "sha256": sha256,
+            "config_fingerprint": config.fingerprint(),
+            "frames": source.frames,
+            "mfcc_frames": source.frames * 4,
+            "face_found_ratio": round(float(found.mean()), 6),
+            "crop_box": box.to_list(),
+            "source_size": [source.info.width, source.info.height],
+            "source_fps": source.info.average_fps,
+            "duration_s": source.frames / config.fps,
+        }
+        (work / CLIP_INFO).write_text(json.dumps(summary, indent=1))
+        shutil.rmtree(clip_dir, ignore_errors=True)
+        os.replace(work, clip_dir)
+        return summary
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def finished_clip(clip_dir: Path, sha256: str, config: PrepareConfig) -> dict | None:
+    """The summary of an already prepared clip if it matches this source and config."""
+    try:
+        summary = json.loads((clip_dir / CLIP_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("sha256") != sha256 or summary.get("config_fingerprint") != config.fingerprint():
+        return None
+    if not all((clip_dir / name).is_file() for name in (CLIP_ARRAYS, CLIP_EDGES, CLIP_CROPS)):
+        return None
+    return summary
+
+
+def check_output_dir(out: Path) -> bool:
+    """True if ``out`` must be created; refuses a folder that is not a dataset of ours."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        raise NewsanchorError(f"{out}: exists and is not a folder")
+    entries = {p.name for p in out.iterdir()}
+    if entries and not entries & {MANIFEST, CLIPS_DIR}:
+        raise NewsanchorError(f"{out}: exists, is not empty and is not a newsanchor dataset; choose another --out")
+    if MANIFEST in entries:
+        manifest = json.loads((out / MANIFEST).read_text())
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise NewsanchorError(f"{out}: dataset of another format version ({manifest.get('format_version')}); choose another --out")
+    return False
+
+
+# --- running many clips --------------------------------------------------------------------------
+
+_progress_queue = None
+
+
+def _worker_init(queue) -> None:
+    global _progress_queue
+    _progress_queue = queue
+    # Ctrl-C is handled by the parent, which stops the workers; a half-done clip stays in its
+    # temporary folder and is removed on the next run.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_prepare(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha256: str) -> dict:
+    pending = 0.0
+
+    def progress(amount: float) -> None:
+        nonlocal pending
+        pending += amount
+        if pending >= 5:
+            _progress_queue.put(pending)
+            pending = 0.0
+
+    summary = prepare_clip(source, clip_dir, config, sha256, progress)
+    _progress_queue.put(pending)
+    return summary
+
+
+def _run_pool(todo: list[tuple[ClipSource, str]], clips_dir: Path, config: PrepareConfig, workers: int,
+              progress: Progress, on_media_error: Callable[[MediaError], None]) -> dict[str, dict]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from queue import Empty
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    results: dict[str, dict] = {}
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(queue,))
+    try:
+        pending = {pool.submit(_worker_prepare, s, clips_dir / s.id, config, sha): s for s, sha in todo}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    progress(queue.get_nowait())
+                except Empty:
+                    break
+            for future in done:
+                source = pending.pop(future)
+                try:
+                    results[source.id] = future.result()
+                except MediaError as err:
+                    on_media_error(err)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig = PrepareConfig(), *,
+            workers: int = 0, skip_bad: bool = False, progress_factory=None, warn=None) -> dict:
+    """Prepare recordings (files or folders) into the dataset directory ``out``; returns the manifest.
+
+    ``workers`` processes prepare clips in parallel (0: one per CPU core, at most one per clip).
+    ``progress_factory(total_frames)`` returns a callable advanced by frames done. Bad inputs raise
+    :class:`MediaError` before anything is written (``skip_bad``: reported through ``warn``, left
+    out and listed in the manifest). A new ``out`` that fails part-way is removed; an interrupted
+    run keeps its finished clips and resumes from them.
+    """
+    out = Path(out)
+    warn = warn or (lambda message: None)
+    sources: list[ClipSource] = []
+    skipped: list[dict] = []
+    paths = collect_inputs(inputs)
+    for path, clip_id in zip(paths, clip_ids(paths)):
+        try:
+            info = check_source(path, config)
+        except MediaError as err:
+            if not skip_bad:
+                raise
+            warn(f"skipped {err}")
+            skipped.append({"source": str(path), "error": err.problem})
+            continue
+        sources.append(ClipSource(clip_id, path, info, media.count_output_frames(info, config.fps)))
+    if not sources:
+        raise NewsanchorError(f"{out}: none of the {len(paths)} inputs can be prepared")
+
+    created = check_output_dir(out)
+    clips_dir = out / CLIPS_DIR
+    try:
+        clips_dir.mkdir(parents=True, exist_ok=True)
+        for stale in clips_dir.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        keep = {s.id for s in sources}
+        for old in clips_dir.iterdir():
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old)  # a clip of an earlier run whose source is no longer an input
+        advance = progress_factory(sum(s.frames for s in sources)) if progress_factory else (lambda _: None)
+
+        summaries: dict[str, dict] = {}
+        todo: list[tuple[ClipSource, str]] = []
+        for source in sources:
+            sha = sha256_file(source.path)
+            done = finished_clip(clips_dir / source.id, sha, config)
+            if done is not None:
+                summaries[source.id] = done
+                advance(source.frames)
+            else:
+                todo.append((source, sha))
+
+        def skip_or_raise(err: MediaError) -> None:
+            if not skip_bad:
+                raise err
+            warn(f"skipped {err}")
+            skipped.append({"source": err.path, "error": err.problem})
+
+        workers = workers or min(os.cpu_count() or 1, len(todo))
+        if workers <= 1 or len(todo) <= 1:
+            for source, sha in todo:
+                try:
+                    summaries[source.id] = prepare_clip(source, clips_dir / source.id, config, sha, advance)
+                except MediaError as err:
+                    skip_or_raise(err)
+        else:
+            summaries.update(_run_pool(todo, clips_dir, config, workers, advance, skip_or_raise))
+        ordered = [summaries[s.id] for s in sources if s.id in summaries]
+        if not ordered:
+            raise NewsanchorError(f"{out}: no input had a usable face")
+        return write_dataset_summary(out, config, ordered, skipped)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
