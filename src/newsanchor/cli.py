@@ -31,8 +31,7 @@ stderr = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # soft_wrap keeps the message on one line however narrow the terminal
-    stderr.print(f"newsanchor: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    print(f"newsanchor: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 
@@ -47,16 +46,22 @@ def _user_errors():
         _fail("interrupted; finished work is kept — run the same command again to resume", 130)
 
 
+@contextmanager
 def _frame_progress(description: str, enabled: bool):
-    """A rich progress bar counting frames, and a factory ``total → advance(n)`` for library calls."""
+    """A progress bar counting frames, shown from the moment work starts, as a factory
+    ``total → advance(frames)`` for library calls."""
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>7.1f} frames/s"), TimeRemainingColumn(),
-        console=stderr, disable=not enabled, transient=False,
+        console=stderr, disable=not enabled,
     )
     started = time.perf_counter()
+    shown = False
 
     def factory(total: int):
+        nonlocal shown
+        shown = True
+        progress.start()  # only now: an input error before this point prints nothing but itself
         task = progress.add_task(description, total=total, rate=0.0)
 
         def advance(frames: float) -> None:
@@ -66,7 +71,11 @@ def _frame_progress(description: str, enabled: bool):
 
         return advance
 
-    return progress, factory
+    try:
+        yield factory
+    finally:
+        if shown:
+            progress.stop()
 
 
 def _version(value: bool) -> None:
@@ -107,8 +116,7 @@ def prepare(
             except ValueError as err:
                 raise NewsanchorError(f"--size: {err}") from None
         started = time.perf_counter()
-        progress, factory = _frame_progress("prepare", enabled=not quiet)
-        with progress:
+        with _frame_progress("prepare", enabled=not quiet) as factory:
             manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad,
                                        progress_factory=factory, warn=lambda m: stderr.print(m, markup=False, soft_wrap=True))
         elapsed = time.perf_counter() - started
