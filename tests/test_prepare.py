@@ -245,3 +245,21 @@ def test_prepare_grid_pca_explains_most_mouth_variance(tmp_path, shared_data):
     assert summary["clips"] == 20 and summary["mfcc_frames"] == 4 * summary["video_frames"]
     assert summary["face_found_ratio"] >= 0.95
     assert summary["pca_explained_variance"] >= 0.9
+
+
+def test_frames_without_a_face_are_flagged_not_fatal(tmp_path, shared_data):
+    """A clip that opens on 20 blank frames (as some GRID clips open on grey ones)."""
+    source = shared_data / "grid_s1" / "bbaf2n.mp4"
+    speech = list(media.iter_video_frames(source))
+    blank = [np.full_like(speech[0], 128) for _ in range(20)]
+    clip = tmp_path / "late_face.mp4"
+    media.write_video(clip, iter(blank + speech), 25, audio=media.read_audio(source, 16000), crf=12)
+    out = tmp_path / "dataset"
+    code, stdout, stderr = run_cli("prepare", clip, "--out", out, "--size", "256", "--json", "--quiet")
+    assert code == 0, stderr
+    arrays = PreparedDataset(out).arrays("late_face")
+    found = arrays["face_found"]
+    assert not found[:20].any() and found[25:].all()
+    assert np.isnan(arrays["mouth"][~found]).all() and np.isnan(arrays["landmarks"][~found]).all()
+    assert np.isfinite(arrays["mouth"][found]).all()
+    assert json.loads(stdout)["face_found_ratio"] == pytest.approx(found.mean(), abs=1e-6)

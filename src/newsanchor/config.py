@@ -30,6 +30,7 @@ class PrepareConfig:
     canny_high: int = 140
     canny_blur: int = 3  # Gaussian kernel before Canny (odd; 0 disables): fewer edges from sensor noise
     crop_crf: int = 14  # H.264 quality of the stored crops (lower is better and bigger)
+    crop_preset: str = "superfast"  # x264 speed: at CRF 14 as sharp as "veryfast" (~40 dB) and 1.7× faster
     crop_keyframe_interval: int = 25  # frames between keyframes of the stored crops: random access cost
     pca_components: int = 10
     max_audio_shortfall_s: float = 0.5  # audio may end this much before the video (padded with silence)

@@ -118,7 +118,8 @@ def _write_crops_and_edges(source: ClipSource, box: CropBox, wav: np.ndarray, co
             yield crop
 
     media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=16000,
-                      crf=config.crop_crf, keyframe_interval=config.crop_keyframe_interval)
+                      crf=config.crop_crf, preset=config.crop_preset,
+                      keyframe_interval=config.crop_keyframe_interval)
     edges.flush()
     del edges
 
@@ -137,8 +138,7 @@ def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha2
         wav = media.read_audio(source.path, 16000, info=source.info)
         wav = np.pad(wav, (0, max(0, source.frames * SAMPLES_PER_FRAME - len(wav))))[: source.frames * SAMPLES_PER_FRAME]
         _write_crops_and_edges(source, box, wav, config, work, progress)
-        mouth = normalise_mouth(np.where(found[:, None, None], smoothed, 1.0))  # any finite pose for gaps
-        mouth[~found] = np.nan
+        mouth = normalise_mouth(np.where(found[:, None, None], smoothed, np.nan))  # NaN where no face
         np.savez(
             work / CLIP_ARRAYS,
             landmarks=np.where(found[:, None, None], to_crop_coords(smoothed, box, config.size), np.nan).astype(np.float32),

@@ -16,6 +16,7 @@ descriptor says it is the same person (so a second person in shot never takes ov
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -177,7 +178,8 @@ class FaceTracker:
         self._identity: np.ndarray | None = None  # face descriptor of the tracked person
         self._confirmed_at = -1  # last frame where the detector confirmed the tracked face
         self._retracted = range(0)
-        self.detections = 0  # detector runs that found the face (for benchmarks)
+        self.detections = 0  # key frames where the detector confirmed the face
+        self.seconds = {"detect": 0.0, "landmarks": 0.0}  # time spent per stage (for benchmarks)
 
     def _detector_box_from_landmarks(self, landmarks: np.ndarray) -> Box:
         lb = Box.around(landmarks)
@@ -244,6 +246,7 @@ class FaceTracker:
             self._next_key = index + self.config.key_interval
         box: Box | None = None
         from_detection = False
+        started = time.perf_counter()
         if self._last_landmarks is not None:
             box = self._detector_box_from_landmarks(self._last_landmarks)
             if is_key:
@@ -257,7 +260,10 @@ class FaceTracker:
         elif is_key:
             box = self._acquire(frame, gray)
             from_detection = box is not None
+        predicting = time.perf_counter()
+        self.seconds["detect"] += predicting - started
         landmarks = self._predict(gray, box) if box is not None else None
+        self.seconds["landmarks"] += time.perf_counter() - predicting
         if landmarks is None:
             self._last_landmarks = None
             return None
