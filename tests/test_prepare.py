@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -165,9 +164,10 @@ def test_prepare_real_clips_writes_a_consistent_dataset_and_resumes(tmp_path, sh
         found = arrays["face_found"]
         inside = arrays["landmarks"][found]
         assert (inside > 0).all() and (inside < 256).all()
-        assert dataset.edges(clip["id"]).shape == (frames, 256, 32)
-        edge_density = dataset.edge_map(clip["id"], 10).mean()
-        assert 0.01 < edge_density < 0.3
+        edge_maps = list(dataset.edge_maps(clip["id"]))
+        assert len(edge_maps) == frames and edge_maps[0].shape == (256, 256) and edge_maps[0].dtype == bool
+        np.testing.assert_array_equal(dataset.edge_map(clip["id"], 10), edge_maps[10])
+        assert 0.01 < edge_maps[10].mean() < 0.3
         crops = list(dataset.crops(clip["id"]))
         assert len(crops) == frames and crops[0].shape == (256, 256, 3)
         np.testing.assert_array_equal(dataset.crop_frames(clip["id"], [37])[0], crops[37])
@@ -187,7 +187,7 @@ def test_prepare_real_clips_writes_a_consistent_dataset_and_resumes(tmp_path, sh
     # a different setting prepares the clips again
     code, stdout3, _ = run_cli("prepare", *sources, "--out", out, "--size", "128", "--json", "--quiet")
     assert code == 0 and PreparedDataset(out).size == 128
-    assert PreparedDataset(out).edges("bbaf2n").shape == (75, 128, 16)
+    assert PreparedDataset(out).edge_map("bbaf2n", 0).shape == (128, 128)
 
 
 def test_interrupted_prepare_leaves_only_finished_clips_and_resumes(tmp_path, shared_data):

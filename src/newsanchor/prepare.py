@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, media
-from .config import PrepareConfig, to_dict
+from . import media
+from .config import PrepareConfig
 from .errors import MediaError, NewsanchorError, NoFaceError
 from .features.audio import mfcc
 from .features.crop import CropBox, canny_edges, choose_crop_box, crop_frame, to_crop_coords
@@ -27,7 +27,7 @@ from .features.face import smooth_landmarks, track_landmarks
 from .features.mouth import normalise_mouth
 from .dataset import (
     CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, FORMAT, FORMAT_VERSION, MANIFEST,
-    MOUTH_PCA, write_dataset_summary,
+    EdgeWriter, write_dataset_summary,
 )
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".m4v", ".mpg", ".mpeg", ".mkv", ".webm", ".avi"}
@@ -104,24 +104,25 @@ def _track_clip(source: ClipSource, config: PrepareConfig, progress: Progress) -
 
 
 def _write_crops_and_edges(source: ClipSource, box: CropBox, wav: np.ndarray, config: PrepareConfig,
-                           work: Path, progress: Progress) -> None:
-    """Pass 2: crops.mp4 [T frames of size², with the clip's audio] and edges.npy [T, size, size/8]
-    (packed bits), streamed frame by frame."""
-    size = config.size
-    edges = np.lib.format.open_memmap(work / CLIP_EDGES, mode="w+", dtype=np.uint8, shape=(source.frames, size, size // 8))
+                           work: Path, progress: Progress) -> np.ndarray:
+    """Pass 2: crops.mp4 [T frames of size², with the clip's audio] and edges.bin, streamed frame
+    by frame. Returns the edge offsets [T + 1] int64."""
+    edges = EdgeWriter(work / CLIP_EDGES)
 
     def crops():
-        for k, frame in enumerate(media.iter_video_frames(source.path, config.fps, info=source.info)):
-            crop = crop_frame(frame, box, size)
-            edges[k] = np.packbits(canny_edges(crop, config.canny_low, config.canny_high, config.canny_blur), axis=-1)
+        for frame in media.iter_video_frames(source.path, config.fps, info=source.info):
+            crop = crop_frame(frame, box, config.size)
+            edges.write(canny_edges(crop, config.canny_low, config.canny_high, config.canny_blur))
             progress(0.5)
             yield crop
 
-    media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=16000,
-                      crf=config.crop_crf, preset=config.crop_preset,
-                      keyframe_interval=config.crop_keyframe_interval)
-    edges.flush()
-    del edges
+    try:
+        media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=16000,
+                          crf=config.crop_crf, preset=config.crop_preset,
+                          keyframe_interval=config.crop_keyframe_interval)
+    finally:
+        offsets = edges.close()
+    return offsets
 
 
 def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha256: str, progress: Progress) -> dict:
@@ -137,7 +138,7 @@ def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha2
                               (source.info.width, source.info.height))
         wav = media.read_audio(source.path, 16000, info=source.info)
         wav = np.pad(wav, (0, max(0, source.frames * SAMPLES_PER_FRAME - len(wav))))[: source.frames * SAMPLES_PER_FRAME]
-        _write_crops_and_edges(source, box, wav, config, work, progress)
+        edge_offsets = _write_crops_and_edges(source, box, wav, config, work, progress)
         mouth = normalise_mouth(np.where(found[:, None, None], smoothed, np.nan))  # NaN where no face
         np.savez(
             work / CLIP_ARRAYS,
@@ -148,6 +149,7 @@ def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha2
             mfcc=mfcc(wav, 16000, n_video_frames=source.frames),
             audio=np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16),
             crop_box=np.array(box.to_list(), dtype=np.int64),
+            edge_offsets=edge_offsets,
         )
         summary = {
             "id": source.id,
