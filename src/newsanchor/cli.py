@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True)
+LOG_EVERY_S = 10.0
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -63,11 +64,20 @@ def _frame_progress(description: str, enabled: bool):
         shown = True
         progress.start()  # only now: an input error before this point prints nothing but itself
         task = progress.add_task(description, total=total, rate=0.0)
+        logged = [started]
 
         def advance(frames: float) -> None:
             progress.advance(task, frames)
             done = progress.tasks[task].completed
-            progress.update(task, rate=done / max(time.perf_counter() - started, 1e-6))
+            now = time.perf_counter()
+            rate = done / max(now - started, 1e-6)
+            progress.update(task, rate=rate)
+            if enabled and not stderr.is_terminal and now - logged[0] >= LOG_EVERY_S:
+                # a log file gets a plain line now and then instead of a live bar
+                logged[0] = now
+                eta = (total - done) / max(rate, 1e-6)
+                print(f"{description}: {done:.0f}/{total} frames, {rate:.1f} frames/s, {eta:.0f} s left",
+                      file=sys.stderr, flush=True)
 
         return advance
 
