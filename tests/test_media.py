@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from functools import partial
 
 import av
 import numpy as np
@@ -17,16 +18,17 @@ H, W = 48, 64
 
 
 def bars(index: int, height: int = H, width: int = W) -> np.ndarray:
-    """[H, W, 3] uint8 frame whose 8 vertical bars are the bits of ``index`` (MSB left)."""
+    """[H, W, 3] uint8 grey frame whose top strip holds 8 bars, the bits of ``index`` (MSB left).
+    (A small strip, so that x264 does not see a scene cut, and a keyframe, in every frame.)"""
     bits = [(index >> (7 - b)) & 1 for b in range(8)]
     row = np.repeat(np.array(bits) * 224 + 16, width // 8).astype(np.uint8)
-    frame = np.zeros((height, width, 3), np.uint8)
-    frame[:, : len(row)] = row[None, :, None]
+    frame = np.full((height, width, 3), 128, np.uint8)
+    frame[:8, : len(row)] = row[None, :, None]
     return frame
 
 
 def index_of(frame: np.ndarray) -> int:
-    bar_means = frame[:, : W].reshape(frame.shape[0], 8, -1, 3).mean(axis=(0, 2, 3))
+    bar_means = frame[1:7, :W].reshape(6, 8, -1, 3).mean(axis=(0, 2, 3))
     return int("".join("1" if m > 128 else "0" for m in bar_means), 2)
 
 
@@ -42,7 +44,7 @@ def encode(path, pts, time_base, *, durations=None, fmt=None, faststart=False, a
         if audio is not None:
             sound = container.add_stream("aac", rate=audio_rate)
             sound.layout = "mono"
-        by_pts = dict(zip(pts, durations or [None] * len(pts)))
+        by_pts = dict(zip(pts, durations or [None] * len(pts), strict=True))
 
         def mux(packets):
             for packet in packets:  # explicit durations make the variable frame rate exact
@@ -98,7 +100,7 @@ def decoded_indices(path, fps=25, info=None):
 
 def test_variable_frame_rate_picks_the_frame_on_screen(tmp_path):
     pts_ms = [0, 33, 80, 100, 170, 200, 260, 300]
-    durations = [b - a for a, b in zip(pts_ms, pts_ms[1:])] + [50]  # last frame ends at 350 ms
+    durations = [b - a for a, b in zip(pts_ms, pts_ms[1:], strict=False)] + [50]  # last frame ends at 350 ms
     path = encode(tmp_path / "vfr.mkv", pts_ms, Fraction(1, 1000), durations=durations)
     info = media.probe(path, require_audio=False)
     assert info.video_duration_s == pytest.approx(0.35)
@@ -135,6 +137,14 @@ def test_22_1_fps_with_late_start(tmp_path):
     n = media.count_output_frames(info, 25)
     assert n == 46  # ceil(1.807 s * 25)
     assert decoded_indices(path, 25, info) == [k * 1350 // (25 * 61) for k in range(n)]
+
+
+def test_raw_stream_without_timestamps(tmp_path):
+    # a raw .h264 stream has no pts: frames follow each other by their durations (1/30 s here)
+    path = encode(tmp_path / "raw.h264", list(range(30)), Fraction(1, 30), fmt="h264")
+    info = media.probe(path, require_audio=False)
+    assert media.count_output_frames(info, 25) == 25
+    assert decoded_indices(path, 25, info) == [k * 30 // 25 for k in range(25)]
 
 
 # ---------------------------------------------------------------- audio
@@ -250,11 +260,15 @@ def test_write_video_failure_leaves_no_file(tmp_path, failure):
 def test_read_video_frames_at_matches_sequential_decoding(tmp_path):
     out = tmp_path / "crops.mp4"
     media.write_video(out, (bars(i) for i in range(120)), 25, keyframe_interval=12)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        keyframes = [round(p.pts * stream.time_base * 25) for p in container.demux(stream) if p.is_keyframe]
+    assert keyframes == list(range(0, 120, 12))
     sequential = list(media.iter_video_frames(out, 25))
     wanted = [0, 7, 8, 11, 12, 13, 59, 119, 100, 8]  # unsorted, repeated, far apart
     got = media.read_video_frames_at(out, wanted)
     assert [index_of(f) for f in got] == wanted
-    assert all(np.array_equal(g, sequential[i]) for g, i in zip(got, wanted))
+    assert all(np.array_equal(g, sequential[i]) for g, i in zip(got, wanted, strict=True))
     assert not np.shares_memory(got[2], got[9])
     with pytest.raises(IndexError):
         media.read_video_frames_at(out, [120])
@@ -294,9 +308,8 @@ def test_bad_files_give_one_line_errors(tmp_path, cut_files):
              (empty, "empty file"), (text, "not a media file"), (txt, "not a media file"),
              (noise, "not a media file"), (cut_files["moov_at_end"], "truncated or corrupt")]
     for path, problem in cases:
-        for call in (lambda: media.probe(path), lambda: media.iter_video_frames(path),
-                     lambda: media.read_audio(path)):
-            assert expect_error(call, path, problem) == f"{path}: {problem}"
+        for reader in (media.probe, media.iter_video_frames, media.read_audio):
+            assert expect_error(partial(reader, path), path, problem) == f"{path}: {problem}"
 
     cut = cut_files["faststart"]
     message = expect_error(lambda: media.probe(cut), cut, "truncated (")
@@ -327,3 +340,11 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(media, "open", refuse, raising=False)  # works even when tests run as root
     assert expect_error(lambda: media.probe(path), path, "") == f"{path}: cannot read (Permission denied)"
+
+
+@pytest.mark.timeout(60)
+def test_read_video_frames_at_in_a_single_gop_file(tmp_path):
+    # one keyframe for the whole file: every seek lands on frame 0 (this once looped forever)
+    out = tmp_path / "one_gop.mp4"
+    media.write_video(out, (bars(i) for i in range(130)), 25, keyframe_interval=1000)
+    assert [index_of(f) for f in media.read_video_frames_at(out, [3, 70, 129])] == [3, 70, 129]
