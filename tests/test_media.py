@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from newsanchor import media
+from newsanchor.media import streams
 from newsanchor.errors import MediaError
 
 H, W = 48, 64
@@ -338,7 +339,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(media, "open", refuse, raising=False)  # works even when tests run as root
+    monkeypatch.setattr(streams, "open", refuse, raising=False)  # works even when tests run as root
     assert expect_error(lambda: media.probe(path), path, "") == f"{path}: cannot read (Permission denied)"
 
 
