@@ -196,7 +196,10 @@ def check_output_dir(out: Path) -> bool:
     if entries and not entries & {MANIFEST, CLIPS_DIR}:
         raise NewsanchorError(f"{out}: exists, is not empty and is not a newsanchor dataset; choose another --out")
     if MANIFEST in entries:
-        manifest = json.loads((out / MANIFEST).read_text())
+        try:
+            manifest = json.loads((out / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return False  # damaged: rewritten at the end of this run
         if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
             raise NewsanchorError(f"{out}: dataset of another format version ({manifest.get('format_version')}); choose another --out")
     return False
@@ -280,15 +283,19 @@ def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig
     warn = warn or (lambda message: None)
     sources: list[ClipSource] = []
     skipped: list[dict] = []
+
+    def skip_or_raise(err: MediaError) -> None:
+        if not skip_bad:
+            raise err
+        warn(f"skipped {err}")
+        skipped.append({"source": err.path, "error": err.problem})
+
     paths = collect_inputs(inputs)
     for path, clip_id in zip(paths, clip_ids(paths)):
         try:
             info = check_source(path, config)
         except MediaError as err:
-            if not skip_bad:
-                raise
-            warn(f"skipped {err}")
-            skipped.append({"source": str(path), "error": err.problem})
+            skip_or_raise(err)
             continue
         sources.append(ClipSource(clip_id, path, info, media.count_output_frames(info, config.fps)))
     if not sources:
@@ -316,12 +323,6 @@ def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig
                 advance(source.frames)
             else:
                 todo.append((source, sha))
-
-        def skip_or_raise(err: MediaError) -> None:
-            if not skip_bad:
-                raise err
-            warn(f"skipped {err}")
-            skipped.append({"source": err.path, "error": err.problem})
 
         workers = workers or min(os.cpu_count() or 1, len(todo))
         if workers <= 1 or len(todo) <= 1:
