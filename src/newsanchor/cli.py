@@ -154,6 +154,79 @@ def prepare(
             )
 
 
+train_app = typer.Typer(help="Train the models of an anchor from a prepared dataset.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Measure trained models on a dataset's held-out test split.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@train_app.command("mouth")
+def train_mouth_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
+    model: Annotated[str, typer.Option(help="tcn-gan (the paper's), tcn, lstm or bilstm.")] = "tcn-gan",
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with training settings (see configs/train_mouth.yaml).")] = None,
+    max_epochs: Annotated[Optional[float], typer.Option(help="Stop after this many epochs at the latest.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train an audio→mouth model (MFCC → PCA mouth), with early stopping on validation."""
+    from dataclasses import replace
+
+    from .config import load_yaml
+    from .train.mouth import MouthTrainConfig, train_mouth
+
+    with _user_errors():
+        settings = load_yaml(MouthTrainConfig, config) if config else MouthTrainConfig()
+        overrides = {"model": model, "seed": seed} | ({"max_epochs": max_epochs} if max_epochs is not None else {})
+        try:
+            settings = replace(settings, **overrides)
+        except ValueError as err:
+            raise NewsanchorError(str(err)) from None
+        progress = Progress(TextColumn("train {task.fields[model]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[losses]}"), TimeRemainingColumn(), console=stderr, disable=quiet)
+        task = None
+
+        def on_step(step: int, total: int, losses: dict) -> None:
+            nonlocal task
+            if task is None:
+                progress.start()
+                task = progress.add_task("train", total=total, model=settings.model, losses="")
+            text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+            progress.update(task, completed=step, losses=text)
+
+        try:
+            counters = train_mouth(dataset, out, settings, device=device, on_step=on_step)
+        finally:
+            if task is not None:
+                progress.stop()
+        stderr.print(f"{out}: best validation MSE {counters['best_val_mse']:.5f} at step {counters['best_step']} "
+                     f"of {counters['step']}", markup=False, soft_wrap=True)
+
+
+@evaluate_app.command("mouth")
+def evaluate_mouth_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory the runs were trained on.")],
+    runs: Annotated[list[Path], typer.Argument(help="Run directories of `newsanchor train mouth` (seeds of a model are averaged).")],
+    report: Annotated[Optional[Path], typer.Option(help="Folder for mouth_table1.json, mouth_tables.md and mouth_fig5.png.")] = None,
+    timing: Annotated[bool, typer.Option(help="Also measure Table 2 (training and inference time).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON line.")] = False,
+) -> None:
+    """Table 1 (MSE, MAE, Int-MSE, landmark px), Table 2 (timing) and Figure 5 for trained runs."""
+    from .evaluate.mouth import evaluate_mouth, markdown_tables, plot_window_positions
+
+    with _user_errors():
+        result = evaluate_mouth(dataset, runs, timing=timing)
+        text = markdown_tables(result)
+        if report is not None:
+            report.mkdir(parents=True, exist_ok=True)
+            (report / "mouth_table1.json").write_text(json.dumps(result, indent=1))
+            (report / "mouth_tables.md").write_text(text)
+            plot_window_positions(result, report / "mouth_fig5.png")
+        print(json.dumps(result) if as_json else text)
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`
     app()
 
