@@ -34,7 +34,7 @@ def grid10(tmp_path_factory, shared_data):
 
 
 def tiny(model: str, **changes) -> MouthTrainConfig:
-    return MouthTrainConfig(model=model, batch_size=8, stride=10, split_blocks=1, model_overrides=TINY[model], **changes)
+    return MouthTrainConfig(model=model, batch_size=8, stride=10, model_overrides=TINY[model], **changes)
 
 
 @pytest.mark.parametrize("model", sorted(TINY))
@@ -76,3 +76,26 @@ def test_resuming_reproduces_the_next_step(grid10, tmp_path):
     log = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,") and [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
     assert json.loads((tmp_path / "resumed" / "train_state.json").read_text())["counters"]["step"] == 4
+
+
+def test_evaluate_mouth_scores_runs_against_the_mean_predictor(grid10, tmp_path):
+    from typer.testing import CliRunner
+
+    from newsanchor.cli import app
+
+    runs = []
+    for model in ("tcn-gan", "lstm"):
+        MouthTrainer(grid10, tmp_path / model, tiny(model, max_steps=3, evals_per_epoch=100), torch.device("cpu")).run()
+        runs.append(str(tmp_path / model))
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["evaluate", "mouth", str(grid10.root), *runs, "--report", str(report), "--no-timing", "--json"])
+    assert result.exit_code == 0, result.stderr
+    table = json.loads(result.stdout)
+    assert set(table["models"]) == {"tcn-gan", "lstm"} and table["test"]["clips"] == 1
+    for name, m in table["models"].items():
+        assert m["mse"] > 0 and m["mae"] > 0 and m["int_mse"] > 0 and m["landmark_px"] > 0 and m["seeds"] == 1
+        assert len(m["mse_per_window_position"]) == 50
+    low, high = table["models"]["lstm"]["vs_tcn-gan"]["mse"]["ci95"]
+    assert low <= table["models"]["lstm"]["vs_tcn-gan"]["mse"]["relative_difference"] <= high
+    assert table["mean_predictor"]["mse"] > 0
+    assert (report / "mouth_fig5.png").stat().st_size > 1000 and "Table 1" in (report / "mouth_tables.md").read_text()

@@ -53,7 +53,6 @@ class MouthTrainConfig:
     gan_loss: str = "lsgan"  # "lsgan" or "bce"
     discriminator_learning_rate: float = 1e-4
     grad_clip: float = 1.0
-    split_blocks: int = 10
     model_overrides: dict = field(default_factory=dict)  # sizes that differ from the paper's (e.g. tiny test models)
 
     def __post_init__(self) -> None:
@@ -89,7 +88,7 @@ class MouthTrainer:
         self.device = device or default_device()
         torch.manual_seed(config.seed)
         features = load_features(dataset)
-        split = dataset_split(dataset, config.split_blocks)
+        split = dataset_split(dataset)
         self.train_set = WindowSet(features, split["train"], config.stride)
         self.val_set = WindowSet(features, split["val"], stride=25)
         if len(self.train_set) < config.batch_size or not len(self.val_set):

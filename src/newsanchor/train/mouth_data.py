@@ -96,8 +96,13 @@ def load_features(dataset: PreparedDataset) -> dict[str, ClipFeatures]:
     return features
 
 
-def dataset_split(dataset: PreparedDataset, blocks: int = 10) -> dict[str, list[Segment]]:
-    return split_segments([(c["id"], c["frames"]) for c in dataset.clips], blocks)
+def dataset_split(dataset: PreparedDataset) -> dict[str, list[Segment]]:
+    """The dataset's split: 10 blocks, fewer where short clips are too few to give each block's
+    validation and test parts a whole clip (at least 10 clips per block)."""
+    clip_frames = [(c["id"], c["frames"]) for c in dataset.clips]
+    short = np.median([n for _, n in clip_frames]) < SNAP_CLIPS_SHORTER_THAN
+    blocks = min(10, max(1, len(clip_frames) // 10)) if short else 10
+    return split_segments(clip_frames, blocks)
 
 
 def window_starts(segment: Segment, found: np.ndarray, stride: int, window: int = WINDOW) -> list[int]:
