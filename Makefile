@@ -24,9 +24,10 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
-## Preparation speed on real recordings (prints a table; see benchmarks/RESULTS.md)
+## Speed benchmarks (print tables; see benchmarks/RESULTS.md)
 bench: setup
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/mouth_inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
