@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..audio2mouth.checkpoint import load_mouth_model
-from ..audio2mouth.infer import predict_mouth, silence_mfcc_row
+from ..audio2mouth.infer import predict_mouth
 from ..audio2mouth.registry import MODELS, build_model
 from ..dataset import PreparedDataset
 from ..features.mouth import face_pose, denormalise_mouth, MOUTH
@@ -157,7 +157,6 @@ def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap
     mean_mouth = np.concatenate(train_frames).mean(axis=0)
     mean_errors = score(lambda m: np.repeat(mean_mouth[None], len(m) // 4, axis=0))
 
-    silence = silence_mfcc_row(dataset.mfcc_stats)  # test clips are padded as a user's audio is
     per_model: dict[str, list[list[ClipErrors]]] = defaultdict(list)
     positions: dict[str, list[np.ndarray]] = defaultdict(list)
     windows = WindowSet(features, test, stride=WINDOW)
@@ -165,7 +164,7 @@ def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap
     for run in runs:
         model, name, _, _ = load_mouth_model(run)
         model.eval()
-        per_model[name].append(score(lambda m: predict_mouth(model, m, pad_row=silence)))
+        per_model[name].append(score(lambda m: predict_mouth(model, m)))  # as a user's audio is run
         with torch.inference_mode():  # Figure 5: one 50-frame window at a time, no overlap
             pred = model(torch.from_numpy(win_mfcc)).float().numpy()
         positions[name].append(((pred - win_mouth) ** 2).mean(axis=(0, 2)))
