@@ -89,6 +89,10 @@ def main() -> None:
     for name in ("lstm", "bilstm"):
         model, _ = build_model(name)
         bench(f"{name}, overlapping windows, fp32", model.eval())
+        # the recurrent way (and the paper's Table 2 setting): one sequential pass over the audio
+        sequence = torch.from_numpy(audio[None])
+        with torch.inference_mode():
+            rows.append((f"{name}, one pass over the sequence, fp32", median_seconds(lambda: model(sequence), args.repeat)))
 
     print(f"{args.seconds:.0f} s of audio ({frames} mouth frames), {torch.get_num_threads()} torch threads; "
           f"matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16; paper-size TCN forward "
