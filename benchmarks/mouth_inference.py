@@ -10,24 +10,13 @@ against the machine's matrix-multiply peak measured in the same run, fp32 and bf
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 from newsanchor.audio2mouth.infer import predict_mouth
 from newsanchor.audio2mouth.registry import build_model
-
-
-def median_seconds(fn, repeat: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+from newsanchor.evaluate.mouth import median_seconds
 
 
 def count_flops(model: torch.nn.Module, mfcc: torch.Tensor) -> float:

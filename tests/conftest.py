@@ -16,3 +16,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "grid_s1").is_dir():
         pytest.skip(f"real recordings not found at {SHARED_DATA} (../shared/data beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for
+    each other cost seconds."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

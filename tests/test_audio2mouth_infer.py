@@ -26,14 +26,7 @@ from newsanchor.audio2mouth.stream import MouthStreamer
 from newsanchor.features.audio import MfccStats, mfcc, normalise_mfcc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for
-    each other cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SR = 16000

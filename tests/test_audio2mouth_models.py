@@ -20,14 +20,7 @@ from newsanchor.audio2mouth.tcn import TCNConfig, TCNDiscriminator, TCNGenerator
 from newsanchor.errors import NewsanchorError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for
-    each other cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY_TCN = {"filters": 16, "frontend_channels": (8, 8, 8, 16), "fc_hidden": 8, "dilations": (1, 2),

@@ -13,9 +13,7 @@ Layout (docs/DATASET.md has the details)::
 from __future__ import annotations
 
 import json
-import os
 import zlib
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -28,6 +26,7 @@ from .config import PrepareConfig, to_dict
 from .errors import DatasetError
 from .features.audio import MfccStats, mfcc_stats
 from .features.mouth import MouthPCA, fit_mouth_pca
+from .files import write_atomic
 
 FORMAT = "newsanchor-dataset"
 FORMAT_VERSION = 1
@@ -68,18 +67,6 @@ class EdgeWriter:
     def close(self) -> np.ndarray:
         self._file.close()
         return np.array(self._offsets, dtype=np.int64)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _folder_bytes(folder: Path) -> int:

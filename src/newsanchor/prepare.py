@@ -25,6 +25,7 @@ from .features.audio import mfcc
 from .features.crop import CropBox, canny_edges, choose_crop_box, crop_frame, to_crop_coords
 from .features.face import smooth_landmarks, track_landmarks
 from .features.mouth import normalise_mouth
+from .files import sha256_file
 from .dataset import (
     CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, FORMAT, FORMAT_VERSION, MANIFEST,
     EdgeWriter, write_dataset_summary,
@@ -74,14 +75,6 @@ def clip_ids(paths: Sequence[Path]) -> list[str]:
         stem if counts[stem] == 1 else f"{stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:6]}"
         for stem, p in zip(stems, paths)
     ]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_source(path: Path, config: PrepareConfig) -> media.MediaInfo:

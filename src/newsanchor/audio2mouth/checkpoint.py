@@ -15,12 +15,9 @@ mixed up by hand is refused on load instead of silently giving a different model
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import NewsanchorError
+from ..files import sha256_file, write_atomic
 from .registry import MODELS
 
 FORMAT = "newsanchor-mouth-model"
@@ -44,25 +42,6 @@ class MouthModelError(NewsanchorError):
 
     def __init__(self, path: str | os.PathLike[str], problem: str):
         super().__init__(f"{path}: {problem}")
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_mouth_model(path_dir: str | os.PathLike[str], name: str, model: nn.Module, config: Any,
@@ -92,19 +71,19 @@ def save_mouth_model(path_dir: str | os.PathLike[str], name: str, model: nn.Modu
     out.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
     weights_path, meta_path = out / WEIGHTS_FILE, out / META_FILE
-    _write_atomic(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT, "name": name}))
+    write_atomic(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT, "name": name}))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "newsanchor_version": __version__,
         "name": name,
         "config": dataclasses.asdict(config),
-        "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights_path),
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights_path),
                     "parameters": int(sum(t.numel() for t in tensors.values()))},
         "extra": extra_json,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     return meta_path
 
 
@@ -166,7 +145,7 @@ def load_mouth_model(path_dir: str | os.PathLike[str], device: str | torch.devic
     if not weights_path.is_file():
         raise MouthModelError(weights_path, f"missing (the weights named by {META_FILE})")
     expected = meta["weights"].get("sha256")
-    if expected is not None and _sha256(weights_path) != expected:
+    if expected is not None and sha256_file(weights_path) != expected:
         raise MouthModelError(weights_path, f"checksum differs from {META_FILE} (weights from another save?)")
     try:
         tensors = load_file(str(weights_path))

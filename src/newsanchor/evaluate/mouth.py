@@ -95,7 +95,8 @@ def paired_bootstrap(model: list[ClipErrors], reference: list[ClipErrors], *, ke
     return {"relative_difference": point, "ci95": [float(lo), float(hi)]}
 
 
-def _time_it(fn, repeat: int = 5, warmup: int = 2) -> float:
+def median_seconds(fn, repeat: int = 5, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -128,8 +129,8 @@ def timing_table(model_names: list[str], batch_size: int = 64, seconds_of_audio:
             optimizer.step()
 
         table[name] = {
-            "batch_training_s": _time_it(step),
-            "inference_60s_audio_s": _time_it(lambda: predict_mouth(model.eval(), audio)),
+            "batch_training_s": median_seconds(step),
+            "inference_60s_audio_s": median_seconds(lambda: predict_mouth(model.eval(), audio)),
         }
     return table
 
