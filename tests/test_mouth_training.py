@@ -11,6 +11,7 @@ import torch
 from newsanchor.audio2mouth.checkpoint import load_mouth_model
 from newsanchor.config import PrepareConfig
 from newsanchor.dataset import PreparedDataset
+from newsanchor.features.mouth import mouth_size
 from newsanchor.prepare import prepare
 from newsanchor.train.mouth import MouthTrainConfig, MouthTrainer, regression_losses
 
@@ -55,6 +56,10 @@ def test_a_training_step_lowers_the_loss_and_the_best_model_loads(model, grid10,
     trainer.run()
     loaded, name, _, extra = load_mouth_model(tmp_path / model)
     assert name == model and extra["mfcc_stats"]["mean"] == grid10.mfcc_stats.to_dict()["mean"]
+    # the speaker's closed mouth travels with the model, and it is more closed than usual
+    closed = np.array(extra["closed_mouth"], np.float32)
+    openings = np.concatenate([mouth_size(grid10.arrays(c["id"])["mouth"])[:, 1] for c in grid10.clips])
+    assert closed.shape == (10,) and mouth_size(grid10.mouth_pca.inverse(closed))[1] < np.nanmedian(openings)
     with torch.no_grad():
         np.testing.assert_allclose(loaded(mfcc).numpy(), trainer.generator.eval()(mfcc).numpy(), atol=1e-6)
 

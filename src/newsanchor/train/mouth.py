@@ -28,8 +28,10 @@ import torch.nn.functional as F
 
 from ..audio2mouth.checkpoint import save_mouth_model
 from ..audio2mouth.registry import MODELS, build_model
+from ..audio2mouth.silence import closed_mouth_pose, speech_activity
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
+from ..features.mouth import mouth_size
 from .mouth_data import WindowSet, dataset_split, load_features
 from .state import load_train_state, save_train_state
 
@@ -107,6 +109,7 @@ class MouthTrainer:
             self.modules["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = self.opt_d
         self.steps_per_epoch = len(self.train_set) // config.batch_size
+        self._closed_mouth: list[float] | None = None
         self.counters = {"step": 0, "best_val_mse": float("inf"), "best_step": 0, "evals_since_best": 0, "done": False}
 
     # -- one step -------------------------------------------------------------------------------
@@ -157,9 +160,26 @@ class MouthTrainer:
         return total / count
 
     # -- the loop -------------------------------------------------------------------------------
+    def closed_mouth(self) -> list[float]:
+        """The speaker's closed-mouth pose [K] in PCA space, from the training clips' pauses
+        (speech activity < 0.5) with the smallest inner-lip openings: what inference eases to in
+        silence."""
+        features, activity, opening = [], [], []
+        for clip in self.dataset.clips:
+            arrays = self.dataset.arrays(clip["id"])
+            frames = clip["frames"]
+            features.append(self.dataset.mouth_pca.transform(arrays["mouth"]))
+            activity.append(speech_activity(arrays["audio"].astype(np.float32) / 32767, frames))
+            opening.append(mouth_size(arrays["mouth"])[:, 1])
+        return closed_mouth_pose(np.concatenate(features), activity=np.concatenate(activity),
+                                 opening=np.concatenate(opening)).tolist()
+
     def checkpoint_extra(self) -> dict:
+        if self._closed_mouth is None:
+            self._closed_mouth = self.closed_mouth()
         return {
             "mfcc_stats": self.dataset.mfcc_stats.to_dict(),
+            "closed_mouth": self._closed_mouth,
             "mouth_pca": {"n_components": self.dataset.mouth_pca.n_components},
             "dataset": str(self.dataset.root),
             "train_config": asdict(self.config),
