@@ -39,3 +39,9 @@ def test_window_batches_pair_4_mfcc_frames_with_each_mouth_frame():
     a, m = windows.batch([1])
     assert a.shape == (1, 200, 13) and m.shape == (1, 50, 10)
     assert a[0, ::4, 0].tolist() == m[0, :, 0].tolist() == list(range(25, 75))
+
+
+def test_a_few_clips_are_cut_inside_so_every_split_has_frames():
+    split = split_segments([("a", 500), ("b", 900), ("c", 300)], 10, snap_shorter_than=0)
+    assert all(sum(len(s) for s in split[k]) > 0 for k in ("train", "val", "test"))
+    assert sum(len(s) for v in split.values() for s in v) == 1700

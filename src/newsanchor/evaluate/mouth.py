@@ -21,6 +21,7 @@ from ..audio2mouth.checkpoint import load_mouth_model
 from ..audio2mouth.infer import predict_mouth
 from ..audio2mouth.registry import MODELS, build_model
 from ..dataset import PreparedDataset
+from ..errors import NewsanchorError
 from ..features.mouth import face_pose, denormalise_mouth, MOUTH
 from ..train.mouth_data import WINDOW, WindowSet, dataset_split, load_features
 
@@ -138,10 +139,14 @@ def timing_table(model_names: list[str], batch_size: int = 64, seconds_of_audio:
 def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap_samples: int = 2000,
                    timing: bool = True) -> dict:
     """Table 1 (+ Table 2 and Figure 5 data) for the runs on the dataset's test split."""
+    models = [load_mouth_model(run) for run in runs]  # unreadable runs fail before any work
     dataset = PreparedDataset(dataset_dir)
     features = load_features(dataset)
     split = dataset_split(dataset)
     test = split["test"]
+    if not test:
+        raise NewsanchorError(f"{dataset.root}: the test split is empty ({len(dataset.clips)} clips are too few "
+                              "to hold out whole clips); prepare more recordings")
     pca = dataset.mouth_pca
     landmarks = {seg.clip: dataset.arrays(seg.clip)["landmarks"] for seg in test}
 
@@ -161,14 +166,14 @@ def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap
     per_model: dict[str, list[list[ClipErrors]]] = defaultdict(list)
     positions: dict[str, list[np.ndarray]] = defaultdict(list)
     windows = WindowSet(features, test, stride=WINDOW)
-    win_mfcc, win_mouth = windows.batch(range(len(windows)))
-    for run in runs:
-        model, name, _, _ = load_mouth_model(run)
+    for model, name, _, _ in models:
         model.eval()
         per_model[name].append(score(lambda m: predict_mouth(model, m)))  # as a user's audio is run
-        with torch.inference_mode():  # Figure 5: one 50-frame window at a time, no overlap
-            pred = model(torch.from_numpy(win_mfcc)).float().numpy()
-        positions[name].append(((pred - win_mouth) ** 2).mean(axis=(0, 2)))
+        if len(windows):  # Figure 5: one 50-frame window at a time, no overlap
+            win_mfcc, win_mouth = windows.batch(range(len(windows)))
+            with torch.inference_mode():
+                pred = model(torch.from_numpy(win_mfcc)).float().numpy()
+            positions[name].append(((pred - win_mouth) ** 2).mean(axis=(0, 2)))
 
     result: dict = {"models": {}, "mean_predictor": _metrics(mean_errors),
                     "test": {"clips": len(test), "frames": int(sum(len(s) for s in test)), "windows": len(windows)}}
@@ -181,7 +186,7 @@ def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap
         if REFERENCE in merged and name != REFERENCE:
             entry[f"vs_{REFERENCE}"] = {k: paired_bootstrap(errors, merged[REFERENCE], key=k, samples=bootstrap_samples)
                                         for k in ("mse", "int_mse")}
-        entry["mse_per_window_position"] = np.mean(positions[name], axis=0).tolist()
+        entry["mse_per_window_position"] = np.mean(positions[name], axis=0).tolist() if positions[name] else []
         result["models"][name] = entry
     if timing:
         result["table2"] = timing_table([n for n in MODELS if n in merged] or list(MODELS))

@@ -38,8 +38,10 @@ class Segment:
 
 
 def split_segments(clip_frames: list[tuple[str, int]], blocks: int = 10,
-                   fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[Segment]]:
-    """Cut the timeline of (clip id, frames) into train/val/test segments (see module docstring)."""
+                   fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                   snap_shorter_than: int = SNAP_CLIPS_SHORTER_THAN) -> dict[str, list[Segment]]:
+    """Cut the timeline of (clip id, frames) into train/val/test segments (see module docstring);
+    a cut falling in a clip shorter than ``snap_shorter_than`` frames moves to its nearer end."""
     starts = np.cumsum([0] + [n for _, n in clip_frames])
     total = int(starts[-1])
     clip_starts = starts[:-1]
@@ -47,7 +49,7 @@ def split_segments(clip_frames: list[tuple[str, int]], blocks: int = 10,
     def snapped(position: float) -> int:
         k = int(np.searchsorted(starts, position, side="right") - 1)
         k = min(k, len(clip_frames) - 1)
-        if clip_frames[k][1] < SNAP_CLIPS_SHORTER_THAN:
+        if clip_frames[k][1] < snap_shorter_than:
             return int(starts[k] if position - starts[k] < starts[k + 1] - position else starts[k + 1])
         return int(round(position))
 
@@ -97,12 +99,14 @@ def load_features(dataset: PreparedDataset) -> dict[str, ClipFeatures]:
 
 
 def dataset_split(dataset: PreparedDataset) -> dict[str, list[Segment]]:
-    """The dataset's split: 10 blocks, fewer where short clips are too few to give each block's
-    validation and test parts a whole clip (at least 10 clips per block)."""
+    """The dataset's split. Ten blocks; with many short clips (GRID) the held-out parts are whole
+    clips and there are fewer blocks if needed to give every part at least one clip; with fewer
+    than ten clips every cut falls where it lands, inside clips."""
     clip_frames = [(c["id"], c["frames"]) for c in dataset.clips]
+    if len(clip_frames) < 10:
+        return split_segments(clip_frames, 10, snap_shorter_than=0)
     short = np.median([n for _, n in clip_frames]) < SNAP_CLIPS_SHORTER_THAN
-    blocks = min(10, max(1, len(clip_frames) // 10)) if short else 10
-    return split_segments(clip_frames, blocks)
+    return split_segments(clip_frames, min(10, len(clip_frames) // 10) if short else 10)
 
 
 def window_starts(segment: Segment, found: np.ndarray, stride: int, window: int = WINDOW) -> list[int]:
