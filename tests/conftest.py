@@ -28,3 +28,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def grid10(tmp_path_factory, shared_data):
+    """A small real dataset: the first 10 GRID s1 clips prepared at 64² (~10 s, once per run)."""
+    from newsanchor.config import PrepareConfig
+    from newsanchor.dataset import PreparedDataset
+    from newsanchor.prepare import prepare
+
+    out = tmp_path_factory.mktemp("grid10") / "dataset"
+    prepare(sorted((shared_data / "grid_s1").glob("*.mp4"))[:10], out, PrepareConfig(size=64), workers=2)
+    return PreparedDataset(out)

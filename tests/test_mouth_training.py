@@ -9,10 +9,7 @@ import pytest
 import torch
 
 from newsanchor.audio2mouth.checkpoint import load_mouth_model
-from newsanchor.config import PrepareConfig
-from newsanchor.dataset import PreparedDataset
 from newsanchor.features.mouth import mouth_size
-from newsanchor.prepare import prepare
 from newsanchor.train.mouth import MouthTrainConfig, MouthTrainer, regression_losses
 
 pytestmark = pytest.mark.slow
@@ -24,14 +21,6 @@ TINY = {
     "lstm": {"hidden": 32, "layers": 1},
     "bilstm": {"hidden": 32, "layers": 1},
 }
-
-
-@pytest.fixture(scope="module")
-def grid10(tmp_path_factory, shared_data):
-    out = tmp_path_factory.mktemp("grid10") / "dataset"
-    sources = sorted((shared_data / "grid_s1").glob("*.mp4"))[:10]
-    prepare(sources, out, PrepareConfig(size=64), workers=2)
-    return PreparedDataset(out)
 
 
 def tiny(model: str, **changes) -> MouthTrainConfig:

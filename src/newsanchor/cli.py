@@ -205,6 +205,43 @@ def train_mouth_command(
                      f"of {counters['step']}", markup=False, soft_wrap=True)
 
 
+@train_app.command("renderer")
+def train_renderer_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
+    config: Annotated[str, typer.Option(help="Renderer size: light-256 (CPUs) or full-512 (the paper's).")] = "light-256",
+    max_steps: Annotated[int, typer.Option(help="Training steps in all (a resumed run counts the steps it has).")] = 20_000,
+    batch_size: Annotated[int, typer.Option(help="Frames per step, over all processes.")] = 4,
+    vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG19 safetensors file for the perceptual loss (never downloaded).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the pix2pixHD renderer (facial map → face); run under torchrun for several GPUs or nodes."""
+    from .train.renderer import RendererTrainConfig, train_renderer
+
+    with _user_errors():
+        settings = RendererTrainConfig(config=config, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                                       vgg_weights=str(vgg_weights) if vgg_weights else None)
+        progress = Progress(TextColumn(f"train renderer {config}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[losses]}"), TimeRemainingColumn(), console=stderr, disable=quiet)
+        task = None
+
+        def on_step(step: int, total: int, losses: dict) -> None:
+            nonlocal task
+            if task is None:
+                progress.start()
+                task = progress.add_task("train", total=total, completed=step - 1, losses="")
+            progress.update(task, completed=step, losses=" ".join(f"{k} {v:.3g}" for k, v in losses.items()))
+
+        try:
+            counters = train_renderer(dataset, out, settings, device=device, on_step=on_step)
+        finally:
+            if task is not None:
+                progress.stop()
+        stderr.print(f"{out}: renderer trained to step {counters['step']}", markup=False, soft_wrap=True)
+
+
 @evaluate_app.command("mouth")
 def evaluate_mouth_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory the runs were trained on.")],

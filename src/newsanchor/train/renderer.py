@@ -1,0 +1,181 @@
+"""Renderer training (paper §3.2, pix2pixHD): facial map + appearance → face crop.
+
+Losses: LSGAN on multi-scale PatchGAN discriminators, discriminator feature matching (×10), L1
+to the real crop, and a VGG19 perceptual loss when the user gives a local weights file. Mixed
+precision (bf16 autocast) on CUDA. Multi-GPU / multi-node through torchrun: each process trains
+on its share of every batch order (DistributedDataParallel; gloo on CPU, NCCL on GPUs), and rank
+0 writes checkpoints, samples and the log. The run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..dataset import PreparedDataset
+from ..errors import NewsanchorError
+from ..render.pix2pixhd import build_renderer, save_renderer
+from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
+from .gan_losses import VGGPerceptualLoss, feature_matching_loss, lsgan_loss
+from .renderer_data import APPEARANCE_CHANNELS, MAP_CHANNELS, RendererFrames, to_image
+from .state import load_train_state, save_train_state
+
+LOG = "log.csv"
+
+
+@dataclass(frozen=True)
+class RendererTrainConfig:
+    config: str = "light-256"  # a name in render.pix2pixhd.RENDERER_CONFIGS
+    seed: int = 0
+    batch_size: int = 4  # per step, over all processes
+    learning_rate: float = 2e-4
+    max_steps: int = 20_000
+    lambda_fm: float = 10.0
+    lambda_l1: float = 10.0
+    lambda_vgg: float = 10.0  # only with vgg_weights
+    vgg_weights: str | None = None  # a local VGG19 safetensors file; never downloaded
+    discriminator_scales: int = 2
+    checkpoint_every: int = 100
+    sample_every: int = 200
+    loader_workers: int = 2
+    renderer_overrides: dict = field(default_factory=dict)  # sizes that differ from the named config
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """This process's share of the batches from ``start`` on: the order is a function of
+    (seed, epoch), so resuming continues the same sequence."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int, world: int):
+        self.n, self.batch, self.seed, self.start, self.stop, self.rank, self.world = n, batch, seed, start, stop, rank, world
+        self.per_epoch = n // batch
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            epoch, position = divmod(step, self.per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            yield order[position * self.batch:(position + 1) * self.batch][self.rank::self.world].tolist()
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
+    """Rows of map | rendered | real for up to 4 items, RGB uint8."""
+    rows = []
+    for x, f, r in zip(inputs[:4], fake[:4], real[:4]):
+        drawn = (x[:MAP_CHANNELS].amax(dim=0, keepdim=True) > -0.9).float().repeat(3, 1, 1) * 2 - 1
+        rows.append(np.concatenate([to_image(drawn), to_image(f), to_image(r)], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
+                   on_step=None) -> dict:
+    """Train a renderer on the dataset's training split into the run directory ``out``."""
+    rank, world = _distributed()
+    out = Path(out)
+    if device:
+        device_t = torch.device(device)
+    elif torch.cuda.is_available():
+        device_t = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        device_t = torch.device("cpu")
+    torch.manual_seed(config.seed)
+    dataset = PreparedDataset(dataset_dir)
+    frames = RendererFrames.split(dataset, "train")
+    if len(frames) < config.batch_size:
+        raise NewsanchorError(f"{dataset.root}: {len(frames)} training frames, fewer than a batch")
+    overrides = {"in_channels": MAP_CHANNELS, "appearance_channels": APPEARANCE_CHANNELS} | config.renderer_overrides
+    generator, renderer_config = build_renderer(config.config, **overrides)
+    discriminator = MultiscaleDiscriminator(DiscriminatorConfig(in_channels=renderer_config.input_channels + 3,
+                                                                num_scales=config.discriminator_scales))
+    generator.to(device_t)
+    discriminator.to(device_t)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
+    modules, optimizers = {"generator": generator, "discriminator": discriminator}, {"generator": opt_g, "discriminator": opt_d}
+    counters = {"step": 0}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    restored = load_train_state(out, modules, optimizers, device_t) if out.is_dir() else None
+    if restored is not None:
+        counters = restored
+    vgg = VGGPerceptualLoss(config.vgg_weights).to(device_t) if config.vgg_weights else None
+    g_model = DistributedDataParallel(generator) if world > 1 else generator
+    d_model = DistributedDataParallel(discriminator) if world > 1 else discriminator
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device_t.type == "cuda")
+
+    sampler = _StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
+    loader = torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
+                                         persistent_workers=False)
+    log_file = open(out / LOG, "a", newline="") if rank == 0 else None
+    log = csv.writer(log_file) if log_file else None
+    if log and log_file.tell() == 0:
+        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_vgg", "d", "seconds"])
+    started = time.perf_counter()
+    try:
+        for inputs, real in loader:
+            inputs, real = inputs.to(device_t), real.to(device_t)
+            with autocast:
+                fake = g_model(inputs)
+                # discriminator: real and fake pairs in one forward (one backward for DDP)
+                both = d_model(torch.cat([torch.cat([inputs, real], 1), torch.cat([inputs, fake.detach()], 1)]))
+                n = len(inputs)
+                loss_d = 0.5 * (lsgan_loss([[o[:n] for o in s] for s in both], True)
+                                + lsgan_loss([[o[n:] for o in s] for s in both], False))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            for p in discriminator.parameters():
+                p.requires_grad_(False)
+            with autocast:
+                fake_out = discriminator(torch.cat([inputs, fake], 1))
+                with torch.no_grad():
+                    real_out = discriminator(torch.cat([inputs, real], 1))
+                g_gan = lsgan_loss(fake_out, True)
+                g_fm = feature_matching_loss(real_out, fake_out, weight=config.lambda_fm)
+                g_l1 = config.lambda_l1 * F.l1_loss(fake.float(), real)
+                g_vgg = config.lambda_vgg * vgg(fake.float(), real) if vgg is not None else torch.zeros((), device=device_t)
+                loss_g = g_gan + g_fm + g_l1 + g_vgg
+            for p in discriminator.parameters():
+                p.requires_grad_(True)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            counters["step"] += 1
+            step = counters["step"]
+            losses = {"g_gan": g_gan.item(), "g_fm": g_fm.item(), "g_l1": g_l1.item(), "g_vgg": g_vgg.item(), "d": loss_d.item()}
+            if on_step and rank == 0:
+                on_step(step, config.max_steps, losses)
+            if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps):
+                log.writerow([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_vgg", "d")]
+                             + [round(time.perf_counter() - started, 1)])
+                log_file.flush()
+                save_train_state(out, modules, optimizers, counters)
+                save_renderer(out, generator, renderer_config, {"dataset": str(dataset.root), "train_config": asdict(config),
+                                                                "step": step})
+            if rank == 0 and step % config.sample_every == 0:
+                cv2.imwrite(str(out / f"sample_{step:07d}.png"), cv2.cvtColor(_sample_grid(inputs, fake, real), cv2.COLOR_RGB2BGR))
+    finally:
+        if log_file:
+            log_file.close()
+    return counters
