@@ -88,6 +88,28 @@ def _frame_progress(description: str, enabled: bool):
             progress.stop()
 
 
+@contextmanager
+def _step_progress(label: str, quiet: bool):
+    """A progress bar over training steps showing the latest losses, as an ``on_step(step,
+    total, losses)`` callback; shown from the first step (a resumed run starts part-way)."""
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
+                        TimeRemainingColumn(), console=stderr, disable=quiet)
+    task = None
+
+    def on_step(step: int, total: int, losses: dict) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(label, total=total, completed=step - 1, losses="")
+        progress.update(task, completed=step, losses=" ".join(f"{k} {v:.4g}" for k, v in losses.items()))
+
+    try:
+        yield on_step
+    finally:
+        if task is not None:
+            progress.stop()
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"newsanchor {__version__}")
@@ -184,23 +206,8 @@ def train_mouth_command(
             settings = replace(settings, **overrides)
         except ValueError as err:
             raise NewsanchorError(str(err)) from None
-        progress = Progress(TextColumn("train {task.fields[model]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[losses]}"), TimeRemainingColumn(), console=stderr, disable=quiet)
-        task = None
-
-        def on_step(step: int, total: int, losses: dict) -> None:
-            nonlocal task
-            if task is None:
-                progress.start()
-                task = progress.add_task("train", total=total, model=settings.model, losses="")
-            text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
-            progress.update(task, completed=step, losses=text)
-
-        try:
+        with _step_progress(f"train {settings.model}", quiet) as on_step:
             counters = train_mouth(dataset, out, settings, device=device, on_step=on_step)
-        finally:
-            if task is not None:
-                progress.stop()
         stderr.print(f"{out}: best validation MSE {counters['best_val_mse']:.5f} at step {counters['best_step']} "
                      f"of {counters['step']}", markup=False, soft_wrap=True)
 
@@ -223,22 +230,8 @@ def train_renderer_command(
     with _user_errors():
         settings = RendererTrainConfig(config=config, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                        vgg_weights=str(vgg_weights) if vgg_weights else None)
-        progress = Progress(TextColumn(f"train renderer {config}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[losses]}"), TimeRemainingColumn(), console=stderr, disable=quiet)
-        task = None
-
-        def on_step(step: int, total: int, losses: dict) -> None:
-            nonlocal task
-            if task is None:
-                progress.start()
-                task = progress.add_task("train", total=total, completed=step - 1, losses="")
-            progress.update(task, completed=step, losses=" ".join(f"{k} {v:.3g}" for k, v in losses.items()))
-
-        try:
+        with _step_progress(f"train renderer {config}", quiet) as on_step:
             counters = train_renderer(dataset, out, settings, device=device, on_step=on_step)
-        finally:
-            if task is not None:
-                progress.stop()
         stderr.print(f"{out}: renderer trained to step {counters['step']}", markup=False, soft_wrap=True)
 
 

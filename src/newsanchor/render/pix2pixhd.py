@@ -18,22 +18,17 @@ Saved renderers are ``renderer.safetensors`` + ``renderer.json`` (no pickle), se
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .. import __version__
 from ..errors import NewsanchorError
 from ..facemap.draw import N_CHANNELS
-from ..files import sha256_file, write_atomic
+from ..weights import WeightsFormat, config_from_meta, load_into, read_meta, save_weights
 
 UPSAMPLE_MODES = ("nearest", "transposed")
 
@@ -276,6 +271,9 @@ class RendererError(NewsanchorError):
         super().__init__(f"{path}: {problem}")
 
 
+RENDERER_FILES = WeightsFormat(FORMAT, FORMAT_VERSION, WEIGHTS_FILE, META_FILE, "renderer", RendererError)
+
+
 def save_renderer(path_dir: str | os.PathLike[str], model: nn.Module, config: RendererConfig,
                   extra: dict | None = None) -> Path:
     """Write ``path_dir/renderer.safetensors`` then ``path_dir/renderer.json`` (atomically each;
@@ -285,47 +283,7 @@ def save_renderer(path_dir: str | os.PathLike[str], model: nn.Module, config: Re
     """
     if not isinstance(config, RendererConfig):
         raise TypeError(f"save_renderer: config must be a RendererConfig, got {type(config).__name__}")
-    try:
-        extra_json = json.loads(json.dumps(extra or {}, allow_nan=False))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"save_renderer: extra is not plain JSON ({err})") from None
-    out = Path(path_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    weights_path, meta_path = out / WEIGHTS_FILE, out / META_FILE
-    write_atomic(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "newsanchor_version": __version__,
-        "config": dataclasses.asdict(config),
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights_path),
-                    "parameters": int(sum(t.numel() for t in tensors.values()))},
-        "extra": extra_json,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
-    return meta_path
-
-
-def _read_meta(meta_path: Path) -> dict:
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise RendererError(meta_path, "missing (not a saved renderer directory)") from None
-    except OSError as err:
-        raise RendererError(meta_path, f"cannot read ({err.strerror})") from None
-    except ValueError as err:
-        raise RendererError(meta_path, f"not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise RendererError(meta_path, f"not a newsanchor renderer (format is not {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RendererError(meta_path, f"renderer format version {meta.get('format_version')!r}; this "
-                                       f"newsanchor ({__version__}) reads version {FORMAT_VERSION}")
-    for key, kind in (("config", dict), ("weights", dict), ("extra", dict)):
-        if not isinstance(meta.get(key), kind):
-            raise RendererError(meta_path, f"{key!r} is missing or not a {kind.__name__}")
-    return meta
+    return save_weights(RENDERER_FILES, path_dir, model, config, extra)
 
 
 def load_renderer(path_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
@@ -338,31 +296,8 @@ def load_renderer(path_dir: str | os.PathLike[str], device: str | torch.device =
         RendererError (a NewsanchorError): one line naming the file that is missing, of another
         format or version, with a bad config, a wrong checksum, or weights that do not fit.
     """
-    root = Path(path_dir)
-    meta_path = root / META_FILE
-    meta = _read_meta(meta_path)
-    known = {f.name for f in dataclasses.fields(RendererConfig)}
-    unknown = sorted(set(meta["config"]) - known)
-    if unknown:
-        raise RendererError(meta_path, f"config: unknown setting(s) {', '.join(unknown)}")
-    try:
-        config = RendererConfig(**meta["config"])
-    except (TypeError, ValueError) as err:
-        raise RendererError(meta_path, f"config: {err}") from None
-    weights_path = root / str(meta["weights"].get("file", WEIGHTS_FILE))
-    if not weights_path.is_file():
-        raise RendererError(weights_path, f"missing (the weights named by {META_FILE})")
-    expected = meta["weights"].get("sha256")
-    if expected is not None and sha256_file(weights_path) != expected:
-        raise RendererError(weights_path, f"checksum differs from {META_FILE} (weights from another save?)")
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise RendererError(weights_path, f"not readable safetensors ({' '.join(str(err).split())})") from None
+    meta = read_meta(RENDERER_FILES, path_dir)
+    config = config_from_meta(RENDERER_FILES, path_dir, RendererConfig, meta["config"])
     model, _ = build_renderer(config)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        problem = " ".join(str(err).split())
-        raise RendererError(weights_path, f"weights do not fit the renderer config ({problem[:300]})") from None
+    load_into(RENDERER_FILES, path_dir, meta, model, "the renderer config")
     return model.to(device).eval(), config, meta["extra"]

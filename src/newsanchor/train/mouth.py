@@ -193,7 +193,7 @@ class MouthTrainer:
         if restored is not None:
             self.counters = restored
         cfg = self.config
-        total_steps = int(cfg.max_epochs * self.steps_per_epoch)
+        total_steps = max(1, int(cfg.max_epochs * self.steps_per_epoch))
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         eval_every = max(1, self.steps_per_epoch // cfg.evals_per_epoch)
