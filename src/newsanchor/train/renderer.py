@@ -2,7 +2,7 @@
 
 Losses: LSGAN on multi-scale PatchGAN discriminators, discriminator feature matching (×10), L1
 to the real crop, and a VGG19 perceptual loss when the user gives a local weights file. Mixed
-precision (bf16 autocast) on CUDA. Multi-GPU / multi-node through torchrun: each process trains
+precision (bf16 autocast) on CUDA and on CPUs with native bf16. Multi-GPU / multi-node through torchrun: each process trains
 on its share of every batch order (DistributedDataParallel; gloo on CPU, NCCL on GPUs), and rank
 0 writes checkpoints, samples and the log. The run resumes from its last checkpoint.
 """
@@ -26,9 +26,11 @@ from torch.nn.parallel import DistributedDataParallel
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
 from ..render.pix2pixhd import build_renderer, save_renderer
+from ..render.runtime import resolve_precision
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from .gan_losses import VGGPerceptualLoss, feature_matching_loss, lsgan_loss
-from .renderer_data import APPEARANCE_CHANNELS, MAP_CHANNELS, RendererFrames, to_image
+from ..render.inputs import APPEARANCE_CHANNELS, MAP_CHANNELS, to_image
+from .renderer_data import RendererFrames
 from .state import load_train_state, save_train_state
 
 LOG = "log.csv"
@@ -49,6 +51,9 @@ class RendererTrainConfig:
     checkpoint_every: int = 100
     sample_every: int = 200
     loader_workers: int = 2
+    edges: bool = True  # False: the edge channel left empty (the paper's Fig. 7 ablation)
+    snapshot_steps: tuple[int, ...] = ()  # also keep the renderer as it was at these steps, in step_NNNNNNN/
+    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (render.runtime.resolve_precision)
     renderer_overrides: dict = field(default_factory=dict)  # sizes that differ from the named config
 
 
@@ -87,6 +92,11 @@ def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -
     return np.concatenate(rows, axis=0)
 
 
+def _renderer_extra(dataset: PreparedDataset, config: RendererTrainConfig, step: int) -> dict:
+    """What a saved renderer carries besides its weights: how to build its input, its provenance."""
+    return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "train_config": asdict(config), "step": step}
+
+
 def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
                    on_step=None) -> dict:
     """Train a renderer on the dataset's training split into the run directory ``out``."""
@@ -100,7 +110,7 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
         device_t = torch.device("cpu")
     torch.manual_seed(config.seed)
     dataset = PreparedDataset(dataset_dir)
-    frames = RendererFrames.split(dataset, "train")
+    frames = RendererFrames.split(dataset, "train", use_edges=config.edges)
     if len(frames) < config.batch_size:
         raise NewsanchorError(f"{dataset.root}: {len(frames)} training frames, fewer than a batch")
     overrides = {"in_channels": MAP_CHANNELS, "appearance_channels": APPEARANCE_CHANNELS} | config.renderer_overrides
@@ -122,7 +132,11 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
     vgg = VGGPerceptualLoss(config.vgg_weights).to(device_t) if config.vgg_weights else None
     g_model = DistributedDataParallel(generator) if world > 1 else generator
     d_model = DistributedDataParallel(discriminator) if world > 1 else discriminator
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device_t.type == "cuda")
+    try:
+        precision = resolve_precision(config.precision, device_t)
+    except ValueError as err:
+        raise NewsanchorError(f"renderer training: {err}") from None
+    autocast = torch.autocast(device_t.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     sampler = _StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
     loader = torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
@@ -171,8 +185,9 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
                              + [round(time.perf_counter() - started, 1)])
                 log_file.flush()
                 save_train_state(out, modules, optimizers, counters)
-                save_renderer(out, generator, renderer_config, {"dataset": str(dataset.root), "train_config": asdict(config),
-                                                                "step": step})
+                save_renderer(out, generator, renderer_config, _renderer_extra(dataset, config, step))
+            if rank == 0 and step in config.snapshot_steps:
+                save_renderer(out / f"step_{step:07d}", generator, renderer_config, _renderer_extra(dataset, config, step))
             if rank == 0 and step % config.sample_every == 0:
                 cv2.imwrite(str(out / f"sample_{step:07d}.png"), cv2.cvtColor(_sample_grid(inputs, fake, real), cv2.COLOR_RGB2BGR))
     finally:
