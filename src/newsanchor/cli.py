@@ -266,6 +266,46 @@ def evaluate_mouth_command(
         print(json.dumps(result) if as_json else text)
 
 
+@evaluate_app.command("renderer")
+def evaluate_renderer_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory the renderers were trained on.")],
+    runs: Annotated[list[Path], typer.Argument(help="Renderer directories (train runs or their step_NNNNNNN snapshots).")],
+    clips: Annotated[Optional[int], typer.Option(help="Evaluate this many held-out segments, evenly spread (default: all).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Frames rendered at once.")] = 8,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 (see `train renderer`).")] = "auto",
+    samples_png: Annotated[Optional[Path], typer.Option(help="Write a PNG of sample rows: static baseline | each renderer | real.")] = None,
+    samples: Annotated[int, typer.Option(help="Rows in --samples-png.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """PSNR/SSIM (crop and mouth), LMD and flicker on held-out frames, beside a static baseline."""
+    from .evaluate.renderer import evaluate_renderers, markdown_table, without_nan
+
+    with _user_errors():
+        with _frame_progress("evaluate renderer", not quiet) as progress:
+            counted = {"advance": None, "done": 0}
+
+            def on_frames(done: int, total: int) -> None:
+                if counted["advance"] is None:
+                    counted["advance"] = progress(total)
+                counted["advance"](done - counted["done"])
+                counted["done"] = done
+
+            result = evaluate_renderers(dataset, runs, clips=clips, batch_size=batch_size, device=device,
+                                        precision=precision, samples=samples if samples_png else 0, on_frames=on_frames)
+        rows = result.pop("samples", [])
+        if samples_png is not None and rows:
+            import cv2
+            import numpy as np
+
+            from .files import write_atomic
+
+            grid = cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
+            write_atomic(samples_png, lambda tmp: cv2.imwrite(str(tmp), grid))
+        print(json.dumps(without_nan(result), allow_nan=False) if as_json else markdown_table(result))
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`
     app()
 
