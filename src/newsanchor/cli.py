@@ -180,6 +180,8 @@ train_app = typer.Typer(help="Train the models of an anchor from a prepared data
 evaluate_app = typer.Typer(help="Measure trained models on a dataset's held-out test split.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+export_app = typer.Typer(help="Write trained models in other formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 
 @train_app.command("mouth")
@@ -304,6 +306,28 @@ def evaluate_renderer_command(
             grid = cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
             write_atomic(samples_png, lambda tmp: cv2.imwrite(str(tmp), grid))
         print(json.dumps(without_nan(result), allow_nan=False) if as_json else markdown_table(result))
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    renderer: Annotated[Path, typer.Argument(help="Renderer directory (a train run or a snapshot).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
+    size: Annotated[Optional[int], typer.Option(help="Crop side the renderer runs at (default: its config's native size).")] = None,
+) -> None:
+    """Export the renderer to ONNX (fp32, any batch size) for ONNX Runtime and other engines."""
+    from .render.pix2pixhd import NATIVE_SIZES, load_renderer
+    from .render.runtime import export_onnx
+
+    with _user_errors():
+        model, config, extra = load_renderer(renderer)
+        size = size or NATIVE_SIZES.get(extra.get("train_config", {}).get("config", ""))
+        if size is None:
+            raise NewsanchorError(f"{renderer}: no native size recorded; give --size")
+        if size % config.size_multiple:
+            raise NewsanchorError(f"--size {size}: must be a multiple of {config.size_multiple} for this renderer")
+        export_onnx(model, size, out)
+        stderr.print(f"{out}: ONNX renderer, input x [B, {config.input_channels}, {size}, {size}]", markup=False,
+                     soft_wrap=True)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`

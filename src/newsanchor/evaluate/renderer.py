@@ -31,9 +31,9 @@ from ..errors import NewsanchorError
 from ..facemap.draw import lower_face_mask
 from ..features.face import FaceTracker
 from ..features.mouth import MOUTH
-from ..render.inputs import appearance_reference, input_uses_edges, renderer_input, to_image
+from ..render.inputs import appearance_reference, input_uses_edges, renderer_input
 from ..render.pix2pixhd import load_renderer
-from ..render.runtime import resolve_precision
+from ..render.runtime import RendererRunner, resolve_precision
 from ..train.mouth_data import Segment, dataset_split
 from .image_metrics import crop_box, mouth_box, psnr, ssim
 
@@ -129,17 +129,13 @@ def _segment_frames(dataset: PreparedDataset, segment: Segment) -> Iterator[tupl
 
 class _RendererUnderTest:
     def __init__(self, run: Path, device: torch.device, precision: str):
-        self.model, self.config, extra = load_renderer(run, device)
+        model, self.config, extra = load_renderer(run, device)
         self.use_edges = input_uses_edges(extra)
-        self.device = device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        self.runner = RendererRunner(model, precision, device=device)
 
-    @torch.inference_mode()
-    def render(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Inputs [8, S, S] float32 each → RGB [S, S, 3] uint8 each."""
-        with self.autocast:
-            out = self.model(torch.from_numpy(np.stack(inputs)).to(self.device))
-        return [to_image(o) for o in out]
+    def render(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Inputs [8, S, S] float32 each → RGB [B, S, S, 3] uint8."""
+        return self.runner.render(np.stack(inputs))
 
 
 def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips: int | None = None,

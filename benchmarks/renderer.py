@@ -1,0 +1,79 @@
+"""Renderer inference speed: frames/s of each config by each inference path, against the
+machine's matrix-multiply peak measured in the same run.
+
+    .venv/bin/python benchmarks/renderer.py [--configs light-256,full-512] [--repeat 3] [--threads N]
+
+Random weights (speed does not depend on them). Paths (``render.runtime``): fp32 eager PyTorch,
+bf16 weights and activations, ONNX Runtime (fp32) on an exported file. FLOPs are counted from
+the convolutions (``render.pix2pixhd.renderer_gflops``). "vs fp32" is the PSNR of each path's
+output against the fp32 output (what the faster arithmetic costs in image quality).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from newsanchor.evaluate.image_metrics import psnr
+from newsanchor.render.inputs import APPEARANCE_CHANNELS
+from newsanchor.render.pix2pixhd import NATIVE_SIZES, build_renderer, renderer_gflops
+from newsanchor.render.runtime import RendererRunner, export_onnx, seconds_per_batch
+
+BATCH = {"light-256": 4, "full-512": 1}
+
+
+def matmul_peak(dtype: torch.dtype, repeat: int = 5) -> float:
+    """GFLOP/s of a 2048² matrix multiply in ``dtype`` (median of ``repeat`` after a warm-up)."""
+    n = 2048
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    runner = type("MatMul", (), {"forward": lambda self, _: a @ b})()
+    with torch.inference_mode():
+        return 2 * n ** 3 / seconds_per_batch(runner, None, repeat) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="light-256,full-512")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"threads {torch.get_num_threads()}; matmul peak fp32 {peaks['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print("| config | batch | GFLOP/frame | path | ms/frame | frames/s | GFLOP/s | % of peak | × fp32 speed | PSNR vs fp32 (dB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.configs.split(","):
+            model, _ = build_renderer(name, appearance_channels=APPEARANCE_CHANNELS)
+            model.eval()
+            size, batch = NATIVE_SIZES[name], BATCH[name]
+            gflop = renderer_gflops(model, size)
+            inputs = np.random.default_rng(0).uniform(-1, 1, (batch, model.config.input_channels, size, size)).astype(np.float32)
+            onnx_file = export_onnx(model, size, Path(tmp) / f"{name}.onnx")
+            reference = None
+            fp32_seconds = None
+            for path in ("fp32", "bf16", "onnx"):
+                runner = RendererRunner(model, path, onnx_file=onnx_file if path == "onnx" else None)
+                seconds = seconds_per_batch(runner, inputs, args.repeat)
+                images = runner.render(inputs)
+                if path == "fp32":
+                    reference, fp32_seconds = images, seconds
+                    quality = "—"
+                else:
+                    quality = f"{np.mean([psnr(a, b) for a, b in zip(images, reference)]):.1f}"
+                fps = batch / seconds
+                achieved = gflop * fps
+                peak = peaks["bf16" if path == "bf16" else "fp32"]
+                print(f"| {name} | {batch} | {gflop:.1f} | {path} | {1000 / fps:.0f} | {fps:.2f} | {achieved:.0f} "
+                      f"| {100 * achieved / peak:.0f}% | {fp32_seconds / seconds:.2f} | {quality} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
