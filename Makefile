@@ -28,6 +28,7 @@ test-all: setup
 bench: setup
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/mouth_inference.py
+	$(BIN)/python benchmarks/renderer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
