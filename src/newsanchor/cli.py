@@ -308,6 +308,57 @@ def evaluate_renderer_command(
         print(json.dumps(without_nan(result), allow_nan=False) if as_json else markdown_table(result))
 
 
+def _template_choice(dataset_dir: Path, spec: Optional[str], frames: int):
+    """``CLIP`` or ``CLIP:START-STOP`` (frames at 25 fps) → a TemplateChoice; None → the best
+    quiet, closed-mouth, steady stretch of the dataset."""
+    from .dataset import PreparedDataset
+    from .template import TemplateChoice, find_template, score_template_frames
+
+    dataset = PreparedDataset(dataset_dir)
+    known = {c["id"]: c["frames"] for c in dataset.clips}
+    clip, _, span = (spec or "").partition(":")
+    if spec and clip not in known:
+        raise NewsanchorError(f"--template: no clip {clip!r} in {dataset.root} (clips: {', '.join(list(known)[:5])}…)")
+    if span:
+        try:
+            start, stop = (int(v) for v in span.split("-"))
+        except ValueError:
+            raise NewsanchorError(f"--template {spec!r}: expected CLIP:START-STOP in frames, e.g. {clip}:0-100") from None
+        return TemplateChoice(clip, start, stop, float("nan"), float("nan"), float("nan"), float("nan"))
+    scores = {}
+    for c in ([clip] if clip else list(known)):
+        arrays = dataset.arrays(c)
+        scores[c] = score_template_frames(arrays["landmarks"], arrays["mouth"], arrays["face_found"],
+                                          arrays["audio"].astype("float32") / 32768)
+    try:
+        return find_template(scores, frames)
+    except ValueError as err:
+        raise NewsanchorError(f"{dataset.root}: {err}") from None
+
+
+@app.command("bundle")
+def bundle_command(
+    dataset: Annotated[Path, typer.Option(help="Dataset directory the models were trained on.")],
+    mouth: Annotated[Path, typer.Option(help="Audio→mouth run (`newsanchor train mouth`).")],
+    renderer: Annotated[Path, typer.Option(help="Renderer run or snapshot (`newsanchor train renderer`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Anchor bundle directory to create.")],
+    presenter: Annotated[str, typer.Option(help="The person this anchor shows.")],
+    consent: Annotated[str, typer.Option(help="Who agreed to become this anchor, to what, and when.")],
+    template: Annotated[Optional[str], typer.Option(help="CLIP or CLIP:START-STOP (frames) of a non-speaking stretch; default: found automatically.")] = None,
+    template_frames: Annotated[int, typer.Option(help="Length of an automatically found template, in frames.")] = 100,
+    background: Annotated[Optional[Path], typer.Option(help="Studio background image for green-screen recordings.")] = None,
+) -> None:
+    """Assemble an anchor bundle: models, PCA, jaw regression, template, consent — checksummed."""
+    from .bundle import Presenter, build_bundle
+
+    with _user_errors():
+        choice = _template_choice(dataset, template, template_frames)
+        path = build_bundle(dataset, mouth, renderer, out, presenter=Presenter(presenter, consent), template=choice,
+                            background=background)
+        stderr.print(f"{path}: anchor bundle for {presenter}; template {choice.clip} frames {choice.start}-{choice.stop}",
+                     markup=False, soft_wrap=True)
+
+
 @export_app.command("onnx")
 def export_onnx_command(
     renderer: Annotated[Path, typer.Argument(help="Renderer directory (a train run or a snapshot).")],

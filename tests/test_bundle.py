@@ -1,0 +1,120 @@
+"""Anchor bundles (bundle.py, `newsanchor bundle`): built from real prepared clips, verified on load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from newsanchor.audio2mouth.checkpoint import save_mouth_model
+from newsanchor.audio2mouth.registry import build_model
+from newsanchor.bundle import BundleError, Presenter, build_bundle, load_bundle
+from newsanchor.cli import app
+from newsanchor.errors import NewsanchorError
+from newsanchor.render.pix2pixhd import build_renderer, save_renderer
+from newsanchor.template import TemplateChoice
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+PRESENTER = Presenter("GRID speaker 1", "GRID corpus speaker; recordings licensed for research")
+
+
+@pytest.fixture(scope="module")
+def parts(grid10, tmp_path_factory):
+    """A tiny mouth model and renderer (untrained: a bundle does not care how good they are)."""
+    root = tmp_path_factory.mktemp("parts")
+    model, config = build_model("tcn", filters=16, dilations=(1, 2))
+    save_mouth_model(root / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * 10})
+    renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
+    save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
+    return root / "mouth", root / "renderer"
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(grid10, parts, tmp_path_factory):
+    clip = grid10.clips[1]["id"]
+    out = tmp_path_factory.mktemp("bundles") / "anchor"
+    build_bundle(grid10.root, *parts, out, presenter=PRESENTER, template=TemplateChoice(clip, 5, 45, 0, 0, 0, 0))
+    return out
+
+
+def test_a_bundle_holds_everything_synthesis_needs(bundle_dir, grid10):
+    bundle = load_bundle(bundle_dir)
+    assert bundle.presenter == PRESENTER and bundle.size == 64 and bundle.fps == 25
+    template = bundle.template_arrays
+    assert template["landmarks"].shape == (40, 68, 2) and template["edges"].shape == (40, 64, 64)
+    assert template["edges"].dtype == bool and template["edges"].any()
+    clip = grid10.clips[1]["id"]
+    np.testing.assert_array_equal(template["edges"][0], grid10.edge_map(clip, 5))
+    np.testing.assert_allclose(template["landmarks"], grid10.arrays(clip)["landmarks"][5:45])
+    frames = list(bundle.template_frames())
+    assert len(frames) == 40 and frames[0].shape == (288, 360, 3)  # GRID's full frame, not the crop
+    assert len(list(bundle.template_crops())) == 40
+    assert bundle.mouth_model()[1] == "tcn" and bundle.renderer()[1].appearance_channels == 3
+    assert bundle.mouth_pca.n_components == 10 and bundle.jaw.coefficients.shape[0] == 3
+    assert bundle.background() is None
+
+
+def test_a_changed_file_is_refused_by_name(bundle_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "anchor"
+    shutil.copytree(bundle_dir, copy)
+    weights = copy / "renderer" / "renderer.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum") as err:
+        load_bundle(copy)
+    assert str(weights) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_unlisted_and_foreign_bundles_are_refused(bundle_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "anchor"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "extra.txt").write_text("smuggled")
+    with pytest.raises(BundleError, match="not listed"):
+        load_bundle(copy)
+    (copy / "extra.txt").unlink()
+    (copy / "jaw.npz").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(copy)
+    manifest = json.loads((copy / "anchor.json").read_text())
+    (copy / "anchor.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(BundleError, match="version 99"):
+        load_bundle(copy)
+    with pytest.raises(BundleError, match="not an anchor bundle"):
+        load_bundle(tmp_path)
+
+
+def test_building_refuses_an_existing_target_and_parts_that_do_not_fit(grid10, parts, bundle_dir, tmp_path):
+    choice = TemplateChoice(grid10.clips[0]["id"], 0, 20, 0, 0, 0, 0)
+    with pytest.raises(BundleError, match="already exists"):
+        build_bundle(grid10.root, *parts, bundle_dir, presenter=PRESENTER, template=choice)
+    model, config = build_model("tcn", n_mouth=6, filters=16, dilations=(1,))
+    save_mouth_model(tmp_path / "mouth6", "tcn", model, config)
+    with pytest.raises(BundleError, match="6 PCA components"):
+        build_bundle(grid10.root, tmp_path / "mouth6", parts[1], tmp_path / "b", presenter=PRESENTER, template=choice)
+    with pytest.raises(BundleError, match="outside clip"):
+        build_bundle(grid10.root, *parts, tmp_path / "c", presenter=PRESENTER,
+                     template=TemplateChoice(choice.clip, 50, 500, 0, 0, 0, 0))
+    assert not any(p.name.startswith((".b", ".c", "b", "c")) for p in tmp_path.iterdir() if p.name != "mouth6")
+    with pytest.raises(NewsanchorError, match="consent"):
+        Presenter("Someone", " ")
+
+
+def test_bundle_command_finds_a_template_and_reports_bad_specs(grid10, parts, tmp_path):
+    runner = CliRunner()
+    common = ["bundle", "--dataset", str(grid10.root), "--mouth", str(parts[0]), "--renderer", str(parts[1]),
+              "--presenter", "GRID s1", "--consent", "research licence"]
+    ok = runner.invoke(app, common + ["--out", str(tmp_path / "auto"), "--template-frames", "30"])
+    assert ok.exit_code == 0, ok.output
+    template = json.loads((tmp_path / "auto" / "anchor.json").read_text())["template"]
+    assert template["stop"] - template["start"] == 30
+    bad = runner.invoke(app, common + ["--out", str(tmp_path / "bad"), "--template", "nosuchclip"])
+    assert bad.exit_code == 1 and "nosuchclip" in bad.output and not (tmp_path / "bad").exists()
+    bad = runner.invoke(app, common + ["--out", str(tmp_path / "bad"), "--template", f"{grid10.clips[0]['id']}:x-y"])
+    assert bad.exit_code == 1 and "START-STOP" in bad.output
