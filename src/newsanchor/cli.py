@@ -88,6 +88,19 @@ def _frame_progress(description: str, enabled: bool):
             progress.stop()
 
 
+def _done_of_total(progress_factory):
+    """Adapt a :func:`_frame_progress` factory to library callbacks ``(frames done, frames in all)``."""
+    state = {"advance": None, "done": 0}
+
+    def on_frames(done: int, total: int) -> None:
+        if state["advance"] is None:
+            state["advance"] = progress_factory(total)
+        state["advance"](done - state["done"])
+        state["done"] = done
+
+    return on_frames
+
+
 @contextmanager
 def _step_progress(label: str, quiet: bool):
     """A progress bar over training steps showing the latest losses, as an ``on_step(step,
@@ -286,16 +299,9 @@ def evaluate_renderer_command(
 
     with _user_errors():
         with _frame_progress("evaluate renderer", not quiet) as progress:
-            counted = {"advance": None, "done": 0}
-
-            def on_frames(done: int, total: int) -> None:
-                if counted["advance"] is None:
-                    counted["advance"] = progress(total)
-                counted["advance"](done - counted["done"])
-                counted["done"] = done
-
             result = evaluate_renderers(dataset, runs, clips=clips, batch_size=batch_size, device=device,
-                                        precision=precision, samples=samples if samples_png else 0, on_frames=on_frames)
+                                        precision=precision, samples=samples if samples_png else 0,
+                                        on_frames=_done_of_total(progress))
         rows = result.pop("samples", [])
         if samples_png is not None and rows:
             import cv2
@@ -306,34 +312,6 @@ def evaluate_renderer_command(
             grid = cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
             write_atomic(samples_png, lambda tmp: cv2.imwrite(str(tmp), grid))
         print(json.dumps(without_nan(result), allow_nan=False) if as_json else markdown_table(result))
-
-
-def _template_choice(dataset_dir: Path, spec: Optional[str], frames: int):
-    """``CLIP`` or ``CLIP:START-STOP`` (frames at 25 fps) → a TemplateChoice; None → the best
-    quiet, closed-mouth, steady stretch of the dataset."""
-    from .dataset import PreparedDataset
-    from .template import TemplateChoice, find_template, score_template_frames
-
-    dataset = PreparedDataset(dataset_dir)
-    known = {c["id"]: c["frames"] for c in dataset.clips}
-    clip, _, span = (spec or "").partition(":")
-    if spec and clip not in known:
-        raise NewsanchorError(f"--template: no clip {clip!r} in {dataset.root} (clips: {', '.join(list(known)[:5])}…)")
-    if span:
-        try:
-            start, stop = (int(v) for v in span.split("-"))
-        except ValueError:
-            raise NewsanchorError(f"--template {spec!r}: expected CLIP:START-STOP in frames, e.g. {clip}:0-100") from None
-        return TemplateChoice(clip, start, stop, float("nan"), float("nan"), float("nan"), float("nan"))
-    scores = {}
-    for c in ([clip] if clip else list(known)):
-        arrays = dataset.arrays(c)
-        scores[c] = score_template_frames(arrays["landmarks"], arrays["mouth"], arrays["face_found"],
-                                          arrays["audio"].astype("float32") / 32768)
-    try:
-        return find_template(scores, frames)
-    except ValueError as err:
-        raise NewsanchorError(f"{dataset.root}: {err}") from None
 
 
 @app.command("bundle")
@@ -350,13 +328,82 @@ def bundle_command(
 ) -> None:
     """Assemble an anchor bundle: models, PCA, jaw regression, template, consent — checksummed."""
     from .bundle import Presenter, build_bundle
+    from .template import template_in_dataset
 
     with _user_errors():
-        choice = _template_choice(dataset, template, template_frames)
+        choice = template_in_dataset(dataset, template, template_frames)
         path = build_bundle(dataset, mouth, renderer, out, presenter=Presenter(presenter, consent), template=choice,
                             background=background)
         stderr.print(f"{path}: anchor bundle for {presenter}; template {choice.clip} frames {choice.start}-{choice.stop}",
                      markup=False, soft_wrap=True)
+
+
+@app.command("synthesize")
+def synthesize_command(
+    anchor: Annotated[Path, typer.Option(help="Anchor bundle directory (`newsanchor bundle`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")],
+    text: Annotated[Optional[str], typer.Option(help="The script to read (spoken by the offline TTS voice).")] = None,
+    text_file: Annotated[Optional[Path], typer.Option(help="A UTF-8 text file with the script.")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="A speech recording to lip-sync instead (any audio or video file).")] = None,
+    voice: Annotated[Optional[Path], typer.Option(help="Piper voice (.onnx with its .onnx.json) instead of the default.")] = None,
+    captions: Annotated[Optional[Path], typer.Option(help="Also write captions of the script: .srt or .vtt (text input only).")] = None,
+    no_mouth_closure: Annotated[bool, typer.Option("--no-mouth-closure", help="Do not ease the mouth shut in pauses.")] = False,
+    label_position: Annotated[str, typer.Option(help="Corner of the AI-generated label: top-left, top-right, bottom-left, bottom-right.")] = "bottom-right",
+    label_height: Annotated[float, typer.Option(help="Height of the label's text as a fraction of the frame height.")] = 0.035,
+    no_disclosure_label: Annotated[bool, typer.Option("--no-disclosure-label", help="Leave out the visible AI-generated label (the metadata tag stays). Only for material that is labelled by other means.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Make the anchor speak: a script (or a speech recording) in, a finished, labelled mp4 out."""
+    from .bundle import load_bundle
+    from .composite.overlay import DisclosureConfig
+    from .media import read_audio
+    from .pipeline import AnchorPipeline, SynthesisSettings
+
+    with _user_errors():
+        if sum(x is not None for x in (text, text_file, audio)) != 1:
+            raise NewsanchorError("give exactly one of --text, --text-file or --audio")
+        if captions is not None and audio is not None:
+            raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
+        if captions is not None and captions.suffix.lower() not in (".srt", ".vtt"):
+            raise NewsanchorError(f"{captions}: captions must be .srt or .vtt")
+        if out.suffix.lower() != ".mp4":
+            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+        try:
+            label = DisclosureConfig(enabled=not no_disclosure_label, position=label_position, relative_height=label_height)
+        except ValueError as err:
+            raise NewsanchorError(f"--label-*: {err}") from None
+        if text_file is not None:
+            try:
+                text = text_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise NewsanchorError(f"{text_file}: cannot read the script ({err})") from None
+        bundle = load_bundle(anchor)
+        speech = None
+        if audio is not None:
+            wav = read_audio(audio, 16000)
+            if len(wav) < 1600:
+                raise NewsanchorError(f"{audio}: less than 0.1 s of audio")
+        else:
+            from .speech import synthesize_speech
+
+            speech = synthesize_speech(text, voice)
+            wav = speech.waveform
+        pipeline = AnchorPipeline(bundle, settings=SynthesisSettings(close_mouth=not no_mouth_closure, label=label),
+                                  device=device)
+        with _frame_progress("synthesize", not quiet) as progress:
+            result = pipeline.synthesize(wav, out, on_frames=_done_of_total(progress))
+        if captions is not None:
+            from .speech import write_captions
+
+            write_captions(speech.cues(), captions)
+            result["captions"] = str(captions)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            stderr.print(f"{out}: {result['frames']} frames, {result['duration_s']:.2f} s, "
+                         f"{result['frames_per_s']:.1f} frames/s", markup=False, soft_wrap=True)
 
 
 @export_app.command("onnx")

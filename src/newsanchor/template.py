@@ -14,6 +14,7 @@ window over all clips.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -134,3 +135,40 @@ def pingpong_indices(n_template: int, n_out: int, start: int = 0) -> np.ndarray:
     period = 2 * n_template - 2
     phase = (np.arange(n_out, dtype=np.int64) + start) % period
     return np.where(phase < n_template, phase, period - phase)
+
+
+def template_in_dataset(dataset_dir: str | Path, spec: str | None = None,
+                        length: int = DEFAULT_TEMPLATE_FRAMES) -> TemplateChoice:
+    """The template a user asked for in a prepared dataset.
+
+    ``spec``: ``CLIP`` (the best stretch of that clip), ``CLIP:START-STOP`` (those frames, at the
+    dataset's 25 fps) or None (the best stretch of all clips, :func:`find_template`).
+
+    Raises:
+        NewsanchorError: an unknown clip, a malformed range, no stretch with a face throughout.
+    """
+    from .dataset import PreparedDataset
+    from .errors import NewsanchorError
+
+    dataset = PreparedDataset(dataset_dir)
+    known = {c["id"]: c["frames"] for c in dataset.clips}
+    clip, _, span = (spec or "").partition(":")
+    if spec and clip not in known:
+        raise NewsanchorError(f"template {spec!r}: no clip {clip!r} in {dataset.root} "
+                              f"(clips: {', '.join(list(known)[:5])}{'…' if len(known) > 5 else ''})")
+    if span:
+        try:
+            start, stop = (int(v) for v in span.split("-"))
+        except ValueError:
+            raise NewsanchorError(f"template {spec!r}: expected CLIP:START-STOP in frames, e.g. {clip}:0-100") from None
+        nan = float("nan")
+        return TemplateChoice(clip, start, stop, nan, nan, nan, nan)
+    scores = {}
+    for name in [clip] if clip else list(known):
+        arrays = dataset.arrays(name)
+        scores[name] = score_template_frames(arrays["landmarks"], arrays["mouth"], arrays["face_found"],
+                                             arrays["audio"].astype(np.float32) / 32768)
+    try:
+        return find_template(scores, length)
+    except ValueError as err:
+        raise NewsanchorError(f"{dataset.root}: {err}") from None

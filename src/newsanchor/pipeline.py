@@ -1,0 +1,166 @@
+"""Synthesis, inference only: speech → the anchor's finished video (pipeline stages 1–7).
+
+``AnchorPipeline(bundle)`` holds the models and the template. For a 16 kHz waveform it
+computes the mouth trajectory (MFCC → audio→mouth, closure in pauses), places each mouth in
+the template frame's pose with the jaw corrected, draws the facial map, renders the face crop,
+pastes it back into the full template frame, draws the disclosure label, and streams the
+frames into an H.264/AAC mp4. The template plays back and forth (``template.pingpong_indices``)
+for any length. Frames are produced in small batches and never held: memory does not grow
+with the output's length (the mouth trajectory, 40 bytes a frame, and the waveform are the
+only things that do).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from . import __version__, media
+from .audio2mouth.infer import mouth_from_audio
+from .bundle import AnchorBundle
+from .composite.overlay import DisclosureConfig, apply_disclosure
+from .composite.paste import paste_back
+from .facemap.jaw import correct_jaw
+from .features.audio import MfccStats
+from .render.inputs import appearance_reference, input_uses_edges, renderer_input
+from .render.runtime import choose_runner
+from .template import pingpong_indices
+
+SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+# The template's full frames are kept decoded up to this size in all; above it (long 1080p
+# templates) they are kept PNG-compressed and decoded when used.
+RAW_TEMPLATE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How a video is made from a bundle.
+
+    close_mouth: ease the mouth to the speaker's closed pose in pauses.
+    batch_size: face crops rendered at once.
+    label: the visible "AI-generated" label (on by default; see DisclosureConfig).
+    crf: H.264 quality (lower is better and larger).
+    """
+
+    close_mouth: bool = True
+    batch_size: int = 8
+    label: DisclosureConfig = field(default_factory=DisclosureConfig)
+    crf: int = 18
+
+
+class _TemplateFrames:
+    """The template's full frames by index, decoded once, kept raw or PNG-compressed."""
+
+    def __init__(self, frames: Iterator[np.ndarray]):
+        self._raw: list[np.ndarray] = []
+        self._png: list[bytes] = []
+        size = 0
+        for frame in frames:
+            size += frame.nbytes
+            if self._png or size > RAW_TEMPLATE_BYTES:
+                if not self._png:  # switch: compress what is held so far
+                    self._png = [self._encode(f) for f in self._raw]
+                    self._raw = []
+                self._png.append(self._encode(frame))
+            else:
+                self._raw.append(frame)
+
+    @staticmethod
+    def _encode(frame: np.ndarray) -> bytes:
+        return cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+
+    def __len__(self) -> int:
+        return len(self._raw) or len(self._png)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._raw:
+            return self._raw[index]
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(self._png[index], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+class AnchorPipeline:
+    """Speech → frames → mp4 for one anchor bundle. Not thread-safe; one per worker."""
+
+    def __init__(self, bundle: AnchorBundle, *, settings: SynthesisSettings = SynthesisSettings(),
+                 device: str | None = None):
+        self.bundle, self.settings = bundle, settings
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.mouth_model, _, _, _ = bundle.mouth_model(self.device)
+        renderer, self.renderer_config, extra = bundle.renderer(self.device)
+        self.use_edges = input_uses_edges(extra)
+        self.runner, self.path_timings = choose_runner(renderer, bundle.size, device=self.device,
+                                                       batch=settings.batch_size)
+        self.stats = MfccStats.from_dict(bundle.manifest["mfcc_stats"])
+        closed = bundle.manifest["mouth"].get("closed_mouth")
+        self.closed_mouth = np.asarray(closed, np.float32) if (closed is not None and settings.close_mouth) else None
+        template = bundle.template_arrays
+        self.template_landmarks = template["landmarks"].astype(np.float64)
+        self.template_edges = template["edges"]
+        self.crop_box = tuple(int(v) for v in template["crop_box"])
+        first_crop = next(iter(bundle.template_crops()))
+        self.reference = appearance_reference(first_crop, self.template_landmarks[0])
+        self.template_frames = _TemplateFrames(bundle.template_frames())
+        if len(self.template_frames) != len(self.template_landmarks):
+            raise ValueError(f"{bundle.root}: template has {len(self.template_frames)} frames but "
+                             f"{len(self.template_landmarks)} landmark rows")
+
+    def mouth_trajectory(self, wav16k: np.ndarray) -> np.ndarray:
+        """``[S]`` float32 16 kHz → PCA mouths ``[T, K]``, ``T = ceil(S / 640)``."""
+        return mouth_from_audio(self.mouth_model, wav16k, self.stats, closed_mouth=self.closed_mouth,
+                                device=self.device)
+
+    def face_landmarks(self, mouth: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Mouths ``[T, K]`` → (template index per frame ``[T]``, landmarks ``[T, 68, 2]`` crop px) with
+        the mouth placed in each template frame's pose and the jaw corrected."""
+        indices = pingpong_indices(len(self.template_landmarks), len(mouth), start)
+        mouths = self.bundle.mouth_pca.inverse(mouth)
+        return indices, correct_jaw(self.template_landmarks[indices], mouths, self.bundle.jaw)
+
+    def frames(self, mouth: np.ndarray) -> Iterator[np.ndarray]:
+        """Mouths ``[T, K]`` → finished frames ``[H, W, 3]`` uint8, streamed in batches."""
+        batch = self.settings.batch_size
+        for first in range(0, len(mouth), batch):
+            indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
+            inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
+                               for i, lm in zip(indices, landmarks)])
+            faces = self.runner.render(inputs)
+            for i, face, lm in zip(indices, faces, landmarks):
+                frame = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
+                yield apply_disclosure(frame, self.settings.label)
+
+    def synthesize(self, wav16k: np.ndarray, out: str | Path, *,
+                   on_frames: Callable[[int, int], None] | None = None) -> dict:
+        """Write the video of ``wav16k`` ``[S]`` float32 16 kHz to ``out`` (atomically).
+
+        Returns ``{"video", "frames", "fps", "duration_s", "audio_duration_s", "seconds",
+        "frames_per_s", "renderer_path"}``.
+        """
+        started = time.perf_counter()
+        wav16k = np.asarray(wav16k, dtype=np.float32)
+        mouth = self.mouth_trajectory(wav16k)
+        total = len(mouth)
+        done = 0
+
+        def counted() -> Iterator[np.ndarray]:
+            nonlocal done
+            for frame in self.frames(mouth):
+                yield frame
+                done += 1
+                if on_frames and (done % self.settings.batch_size == 0 or done == total):
+                    on_frames(done, total)
+
+        metadata = {**self.settings.label.metadata(), "newsanchor_ai_generated": "true",
+                     "newsanchor_version": __version__, "newsanchor_presenter": self.bundle.presenter.name}
+        written = media.write_video(out, counted(), self.bundle.fps, audio=wav16k, crf=self.settings.crf,
+                                    metadata=metadata)
+        seconds = time.perf_counter() - started
+        return {"video": str(out), "frames": written, "fps": self.bundle.fps,
+                "duration_s": written / self.bundle.fps, "audio_duration_s": len(wav16k) / 16000,
+                "seconds": round(seconds, 2), "frames_per_s": round(written / max(seconds, 1e-9), 2),
+                "renderer_path": self.runner.path}
