@@ -1,0 +1,107 @@
+"""Synthesis end to end (pipeline.py, `newsanchor synthesize`) with a tiny bundle of real clips."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from newsanchor.audio2mouth.checkpoint import save_mouth_model
+from newsanchor.audio2mouth.registry import build_model
+from newsanchor.bundle import Presenter, build_bundle, load_bundle
+from newsanchor.cli import app
+from newsanchor.composite.overlay import DisclosureConfig, label_rect
+from newsanchor.pipeline import AnchorPipeline, SynthesisSettings
+from newsanchor.render.pix2pixhd import build_renderer, save_renderer
+from newsanchor.template import TemplateChoice
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.fixture(scope="module")
+def anchor(grid10, tmp_path_factory):
+    root = tmp_path_factory.mktemp("anchor")
+    model, config = build_model("tcn", filters=16, dilations=(1, 2))
+    save_mouth_model(root / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * 10})
+    renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
+    save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
+    return build_bundle(grid10.root, root / "mouth", root / "renderer", root / "anchor",
+                        presenter=Presenter("GRID s1", "research licence"),
+                        template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
+
+
+@pytest.fixture(scope="module")
+def speech_wav(grid10):
+    """Real speech: two GRID clips' audio, 6 s (longer than the 30-frame template: it must loop)."""
+    return np.concatenate([grid10.arrays(c["id"])["audio"] for c in grid10.clips[2:4]]).astype(np.float32) / 32768
+
+
+def test_a_video_as_long_as_its_speech_with_label_and_tag(anchor, speech_wav, tmp_path):
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    out = tmp_path / "news.mp4"
+    result = pipeline.synthesize(speech_wav, out)
+    assert result["frames"] == math.ceil(len(speech_wav) / 640) > 30
+    assert abs(result["duration_s"] - result["audio_duration_s"]) <= 1 / 25
+    with av.open(str(out)) as container:
+        assert container.metadata["comment"].startswith("AI-generated")
+        assert container.metadata["newsanchor_ai_generated"] == "true"
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (360, 288)
+        assert container.streams.audio
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_frames_stream_and_only_the_face_and_label_change(anchor, speech_wav):
+    bundle = load_bundle(anchor)
+    pipeline = AnchorPipeline(bundle, settings=SynthesisSettings(batch_size=4), device="cpu")
+    mouth = pipeline.mouth_trajectory(speech_wav)
+    frames = pipeline.frames(mouth)
+    first = next(frames)  # produced without rendering the whole video
+    template = next(iter(bundle.template_frames()))
+    changed = np.abs(first.astype(int) - template.astype(int)).max(axis=-1) > 12
+    x, y, w, h = (int(v) for v in bundle.template_arrays["crop_box"])
+    lx, ly, lw, lh = label_rect(first.shape, position="bottom-right")
+    outside = changed.copy()
+    outside[max(y, 0):y + h, max(x, 0):x + w] = False
+    outside[ly:ly + lh, lx:lx + lw] = False
+    assert changed.any() and not outside.any()
+    assert changed[ly:ly + lh, lx:lx + lw].any()  # the label is there
+
+
+def test_the_label_can_be_moved_or_left_out(anchor, speech_wav):
+    bundle = load_bundle(anchor)
+    mouth = np.zeros((3, 10), np.float32)
+    plain = AnchorPipeline(bundle, settings=SynthesisSettings(label=DisclosureConfig(enabled=False)), device="cpu")
+    moved = AnchorPipeline(bundle, settings=SynthesisSettings(label=DisclosureConfig(position="top-left")), device="cpu")
+    a, b = next(plain.frames(mouth)), next(moved.frames(mouth))
+    lx, ly, lw, lh = label_rect(a.shape, position="top-left")
+    assert np.abs(a[ly:ly + lh, lx:lx + lw].astype(int) - b[ly:ly + lh, lx:lx + lw]).max() > 50
+    assert np.array_equal(a[ly + lh:], b[ly + lh:])
+
+
+def test_synthesize_command_reads_text_and_writes_captions(anchor, tmp_path):
+    result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--text", "Good evening. Here is the news.",
+                                      "--out", str(tmp_path / "a.mp4"), "--captions", str(tmp_path / "a.vtt"),
+                                      "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"video", "frames", "fps", "duration_s", "audio_duration_s"} <= set(summary)
+    assert abs(summary["duration_s"] - summary["audio_duration_s"]) <= 1 / 25
+    assert (tmp_path / "a.vtt").read_text().startswith("WEBVTT") and "Here is the news." in (tmp_path / "a.vtt").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "exactly one"),
+    (["--text", "Hi.", "--audio", "x.wav"], "exactly one"),
+    (["--audio", "missing.wav"], "missing.wav"),
+    (["--text", "Hi.", "--captions", "c.txt"], "c.txt"),
+    (["--text", "   "], "empty"),
+])
+def test_synthesize_command_refuses_bad_input_in_one_line(anchor, tmp_path, args, message):
+    result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--out", str(tmp_path / "a.mp4"), *args])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "a.mp4").exists()
