@@ -45,3 +45,19 @@ def test_a_few_clips_are_cut_inside_so_every_split_has_frames():
     split = split_segments([("a", 500), ("b", 900), ("c", 300)], 10, snap_shorter_than=0)
     assert all(sum(len(s) for s in split[k]) > 0 for k in ("train", "val", "test"))
     assert sum(len(s) for v in split.values() for s in v) == 1700
+
+
+def test_small_datasets_get_fewer_blocks_so_held_out_pieces_hold_windows():
+    from types import SimpleNamespace
+
+    from newsanchor.train.mouth_data import WINDOW, dataset_split
+
+    def split(*frames):
+        return dataset_split(SimpleNamespace(clips=[{"id": f"c{i}", "frames": n} for i, n in enumerate(frames)]))
+
+    for frames in [(1800,), (1850, 1850), (500, 750, 500), (30_000,)]:
+        parts = split(*frames)
+        for name in ("val", "test"):
+            assert parts[name] and all(len(s) >= 2 * WINDOW for s in parts[name]), (frames, name, parts[name])
+    assert len(split(30_000)["test"]) == 10  # a long recording keeps ten blocks
+    assert len(split(1850, 1850)["test"]) == 3

@@ -23,6 +23,7 @@ SPLITS = ("train", "val", "test")
 WINDOW = 50  # mouth frames per window (2 s); 200 MFCC frames
 MFCC_PER_FRAME = 4
 SNAP_CLIPS_SHORTER_THAN = 60 * 25  # frames: such clips are never cut by a split boundary
+MIN_HELD_OUT_FRAMES = 2 * WINDOW  # smallest validation / test piece a block may leave
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,16 @@ def load_features(dataset: PreparedDataset) -> dict[str, ClipFeatures]:
 def dataset_split(dataset: PreparedDataset) -> dict[str, list[Segment]]:
     """The dataset's split. Ten blocks; with many short clips (GRID) the held-out parts are whole
     clips and there are fewer blocks if needed to give every part at least one clip; with fewer
-    than ten clips every cut falls where it lands, inside clips."""
+    than ten clips every cut falls where it lands, inside clips. A small dataset gets fewer
+    blocks, so that every validation and test piece holds at least two 2-s windows (a minute of
+    recordings: one block, the last 6 s validating and testing)."""
     clip_frames = [(c["id"], c["frames"]) for c in dataset.clips]
+    total = sum(n for _, n in clip_frames)
+    blocks = max(1, min(10, int(total * 0.1) // MIN_HELD_OUT_FRAMES))
     if len(clip_frames) < 10:
-        return split_segments(clip_frames, 10, snap_shorter_than=0)
+        return split_segments(clip_frames, blocks, snap_shorter_than=0)
     short = np.median([n for _, n in clip_frames]) < SNAP_CLIPS_SHORTER_THAN
-    return split_segments(clip_frames, min(10, len(clip_frames) // 10) if short else 10)
+    return split_segments(clip_frames, max(1, min(blocks, len(clip_frames) // 10)) if short else blocks)
 
 
 def window_starts(segment: Segment, found: np.ndarray, stride: int, window: int = WINDOW) -> list[int]:
