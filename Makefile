@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all bench clean
+.PHONY: setup demo test test-all bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+## The offline demo: builds an anchor from a synthetic actor (first run ~10 min, cached), writes demo.mp4
+demo: setup
+	$(BIN)/newsanchor demo --out demo.mp4
 
 ## Fast tests (seconds to a minute; no slow real-recording runs)
 test: setup

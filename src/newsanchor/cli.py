@@ -406,6 +406,36 @@ def synthesize_command(
                          f"{result['frames_per_s']:.1f} frames/s", markup=False, soft_wrap=True)
 
 
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")] = Path("demo.mp4"),
+    text: Annotated[Optional[str], typer.Option(help="Another news script for the demo anchor to read.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where the demo anchor is built and kept (default: the user's cache directory).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Offline demo: build an anchor from a synthetic actor (first run ~10 min) and make it read the news."""
+    from .demo.build import DEMO_SCRIPT, DemoHooks, run_demo
+
+    def stage(name: str) -> None:
+        if not quiet:
+            stderr.print(f"demo: {name}", markup=False, soft_wrap=True)
+
+    hooks = DemoHooks(stage=stage, frames=lambda label: _frame_progress(label, not quiet),
+                      steps=lambda label: _step_progress(label, quiet))
+    with _user_errors():
+        if out.suffix.lower() != ".mp4":
+            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+        started = time.perf_counter()
+        result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
+        result["total_seconds"] = round(time.perf_counter() - started, 1)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            stderr.print(f"{out}: {result['duration_s']:.1f} s of the demo anchor reading the news "
+                         f"({result['total_seconds']:.0f} s in all)", markup=False, soft_wrap=True)
+
+
 @export_app.command("onnx")
 def export_onnx_command(
     renderer: Annotated[Path, typer.Argument(help="Renderer directory (a train run or a snapshot).")],
