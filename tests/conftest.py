@@ -40,3 +40,19 @@ def grid10(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("grid10") / "dataset"
     prepare(sorted((shared_data / "grid_s1").glob("*.mp4"))[:10], out, PrepareConfig(size=64), workers=2)
     return PreparedDataset(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """An untrained tiny audio→mouth model and renderer saved as runs (a bundle or the pipeline
+    does not care how good they are): (mouth run, renderer run)."""
+    from newsanchor.audio2mouth.checkpoint import save_mouth_model
+    from newsanchor.audio2mouth.registry import build_model
+    from newsanchor.render.pix2pixhd import build_renderer, save_renderer
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    model, config = build_model("tcn", filters=16, dilations=(1, 2))
+    save_mouth_model(root / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * 10})
+    renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
+    save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
+    return root / "mouth", root / "renderer"

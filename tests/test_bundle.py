@@ -13,7 +13,6 @@ from newsanchor.audio2mouth.registry import build_model
 from newsanchor.bundle import BundleError, Presenter, build_bundle, load_bundle
 from newsanchor.cli import app
 from newsanchor.errors import NewsanchorError
-from newsanchor.render.pix2pixhd import build_renderer, save_renderer
 from newsanchor.template import TemplateChoice
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -21,14 +20,8 @@ PRESENTER = Presenter("GRID speaker 1", "GRID corpus speaker; recordings license
 
 
 @pytest.fixture(scope="module")
-def parts(grid10, tmp_path_factory):
-    """A tiny mouth model and renderer (untrained: a bundle does not care how good they are)."""
-    root = tmp_path_factory.mktemp("parts")
-    model, config = build_model("tcn", filters=16, dilations=(1, 2))
-    save_mouth_model(root / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * 10})
-    renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
-    save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
-    return root / "mouth", root / "renderer"
+def parts(tiny_models):
+    return tiny_models
 
 
 @pytest.fixture(scope="module")

@@ -10,26 +10,19 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from newsanchor.audio2mouth.checkpoint import save_mouth_model
-from newsanchor.audio2mouth.registry import build_model
 from newsanchor.bundle import Presenter, build_bundle, load_bundle
 from newsanchor.cli import app
 from newsanchor.composite.overlay import DisclosureConfig, label_rect
 from newsanchor.pipeline import AnchorPipeline, SynthesisSettings
-from newsanchor.render.pix2pixhd import build_renderer, save_renderer
 from newsanchor.template import TemplateChoice
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def anchor(grid10, tmp_path_factory):
+def anchor(grid10, tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("anchor")
-    model, config = build_model("tcn", filters=16, dilations=(1, 2))
-    save_mouth_model(root / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * 10})
-    renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
-    save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
-    return build_bundle(grid10.root, root / "mouth", root / "renderer", root / "anchor",
+    return build_bundle(grid10.root, *tiny_models, root / "anchor",
                         presenter=Presenter("GRID s1", "research licence"),
                         template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
 

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .errors import NewsanchorError
+from .progress import done_of_total
 
 app = typer.Typer(
     name="newsanchor",
@@ -86,19 +87,6 @@ def _frame_progress(description: str, enabled: bool):
     finally:
         if shown:
             progress.stop()
-
-
-def _done_of_total(progress_factory):
-    """Adapt a :func:`_frame_progress` factory to library callbacks ``(frames done, frames in all)``."""
-    state = {"advance": None, "done": 0}
-
-    def on_frames(done: int, total: int) -> None:
-        if state["advance"] is None:
-            state["advance"] = progress_factory(total)
-        state["advance"](done - state["done"])
-        state["done"] = done
-
-    return on_frames
 
 
 @contextmanager
@@ -301,7 +289,7 @@ def evaluate_renderer_command(
         with _frame_progress("evaluate renderer", not quiet) as progress:
             result = evaluate_renderers(dataset, runs, clips=clips, batch_size=batch_size, device=device,
                                         precision=precision, samples=samples if samples_png else 0,
-                                        on_frames=_done_of_total(progress))
+                                        on_frames=done_of_total(progress))
         rows = result.pop("samples", [])
         if samples_png is not None and rows:
             import cv2
@@ -393,7 +381,7 @@ def synthesize_command(
         pipeline = AnchorPipeline(bundle, settings=SynthesisSettings(close_mouth=not no_mouth_closure, label=label),
                                   device=device)
         with _frame_progress("synthesize", not quiet) as progress:
-            result = pipeline.synthesize(wav, out, on_frames=_done_of_total(progress))
+            result = pipeline.synthesize(wav, out, on_frames=done_of_total(progress))
         if captions is not None:
             from .speech import write_captions
 

@@ -31,6 +31,7 @@ from typing import Callable, ContextManager
 import numpy as np
 
 from .. import __version__
+from ..progress import done_of_total
 
 DEMO_FORMAT = 1  # bump to rebuild every cached demo anchor
 PRESENTER = "Demo anchor (synthetic actor from the NASA astronaut photograph, public domain)"
@@ -233,16 +234,6 @@ def run_demo(out: str | Path, *, text: str = DEMO_SCRIPT, root: Path | None = No
     speech = synthesize_speech(text)
     pipeline = AnchorPipeline(load_bundle(anchor))
     with hooks.frames("synthesize") as factory:
-        on_frames = None
-        if factory:
-            state = {"advance": None, "done": 0}
-
-            def on_frames(done: int, total: int) -> None:
-                if state["advance"] is None:
-                    state["advance"] = factory(total)
-                state["advance"](done - state["done"])
-                state["done"] = done
-
-        result = pipeline.synthesize(speech.waveform, out, on_frames=on_frames)
+        result = pipeline.synthesize(speech.waveform, out, on_frames=done_of_total(factory) if factory else None)
     result["anchor"] = str(anchor)
     return result
