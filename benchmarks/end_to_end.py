@@ -1,0 +1,86 @@
+"""End-to-end synthesis: wall time and peak memory for outputs of several lengths, side by side.
+
+    .venv/bin/python benchmarks/end_to_end.py [--anchor DIR] [--speech FILE] [--durations 10,60,600]
+
+Each length runs in its own process (so each peak RSS is its own), synthesising a speech
+recording looped to that length with an anchor bundle: by default the demo anchor (built and
+cached by ``newsanchor demo`` on first use), and ``../shared/data/speech/styletalk_intro.wav``.
+TTS is left out: this measures the pipeline from waveform to finished mp4. The last columns
+compare each length with the shortest: time should grow with the length, memory should not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech" / "styletalk_intro.wav"
+
+
+def run_one(anchor: Path, speech: Path, seconds: float) -> dict:
+    """In this process: synthesise ``seconds`` of video; returns the pipeline's summary."""
+    from newsanchor.bundle import load_bundle
+    from newsanchor.media import read_audio
+    from newsanchor.pipeline import AnchorPipeline
+
+    wav = read_audio(speech, 16000)
+    wav = np.resize(wav, int(seconds * 16000)).astype(np.float32)  # loops the recording
+    pipeline = AnchorPipeline(load_bundle(anchor))
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = pipeline.synthesize(wav, Path(tmp) / "out.mp4")
+        result["wall_s"] = time.perf_counter() - started
+        result["mp4_mb"] = (Path(tmp) / "out.mp4").stat().st_size / 1e6
+    return result
+
+
+def measure(anchor: Path, speech: Path, seconds: float) -> dict:
+    """Run :func:`run_one` in a child process; add its peak resident memory."""
+    child = subprocess.Popen([sys.executable, __file__, "--one", str(seconds), "--anchor", str(anchor),
+                              "--speech", str(speech)], stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"synthesis of {seconds} s failed (status {status})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--anchor", type=Path, help="anchor bundle (default: the demo anchor)")
+    parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
+    parser.add_argument("--durations", default="10,60,600", help="output lengths in seconds")
+    parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.anchor, args.speech, args.one)))
+        return
+    if args.anchor is None:
+        from newsanchor.demo.build import build_demo_anchor
+
+        args.anchor = build_demo_anchor()
+    rows = [(float(s), measure(args.anchor, args.speech, float(s))) for s in args.durations.split(",")]
+    base_seconds, base = rows[0]
+    print(f"anchor {args.anchor} ({rows[0][1]['renderer_path']} renderer path), speech {args.speech.name}")
+    print("| output | frames | wall (s) | frames/s | × real time | peak RSS (MB) | mp4 (MB) | time vs shortest | RSS vs shortest |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for seconds, r in rows:
+        print(f"| {seconds:.0f} s | {r['frames']} | {r['wall_s']:.1f} | {r['frames'] / r['wall_s']:.1f} "
+              f"| {r['wall_s'] / seconds:.2f} | {r['peak_rss_mb']:.0f} | {r['mp4_mb']:.1f} "
+              f"| {r['wall_s'] / base['wall_s']:.1f}× for {seconds / base_seconds:.0f}× the length "
+              f"| {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
