@@ -98,3 +98,21 @@ def test_synthesize_command_refuses_bad_input_in_one_line(anchor, tmp_path, args
     result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--out", str(tmp_path / "a.mp4"), *args])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "a.mp4").exists()
+
+
+def test_studio_background_and_lower_third(anchor, tmp_path):
+    bundle = load_bundle(anchor)
+    frame = next(iter(bundle.template_frames()))
+    studio = np.zeros((100, 200, 3), np.uint8)
+    studio[..., 2] = 255  # blue studio
+    plain = AnchorPipeline(bundle, device="cpu").finish(frame)
+    keyed = AnchorPipeline(bundle, settings=SynthesisSettings(background=studio, key_colour=(40, 150, 220)),
+                           device="cpu").finish(frame)
+    # GRID's backdrop is a blue-cyan screen: keyed with its colour, the corner becomes the studio's
+    assert keyed[5, 5, 2] > 200 and keyed[5, 5, 1] < 60 and not np.array_equal(plain[5, 5], keyed[5, 5])
+    titled = AnchorPipeline(bundle, settings=SynthesisSettings(lower_third=("Evening news", "Live")),
+                            device="cpu").finish(frame)
+    assert np.abs(titled.astype(int) - plain).max() > 50
+    result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--text", "Hello.", "--out",
+                                      str(tmp_path / "a.mp4"), "--subtitle", "Live"])
+    assert result.exit_code == 1 and "--subtitle needs --title" in result.output

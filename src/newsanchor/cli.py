@@ -336,6 +336,11 @@ def synthesize_command(
     voice: Annotated[Optional[Path], typer.Option(help="Piper voice (.onnx with its .onnx.json) instead of the default.")] = None,
     captions: Annotated[Optional[Path], typer.Option(help="Also write captions of the script: .srt or .vtt (text input only).")] = None,
     no_mouth_closure: Annotated[bool, typer.Option("--no-mouth-closure", help="Do not ease the mouth shut in pauses.")] = False,
+    background: Annotated[Optional[Path], typer.Option(help="Studio image to put behind a presenter recorded against a green screen (default: the bundle's, if it has one).")] = None,
+    no_background: Annotated[bool, typer.Option("--no-background", help="Keep the recorded background even if the bundle has a studio image.")] = False,
+    key_colour: Annotated[str, typer.Option(help="R,G,B of the screen behind the presenter, for --background.")] = "0,177,64",
+    title: Annotated[Optional[str], typer.Option(help="Lower-third title, e.g. the presenter's name or the story.")] = None,
+    subtitle: Annotated[Optional[str], typer.Option(help="Lower-third second line (needs --title).")] = None,
     label_position: Annotated[str, typer.Option(help="Corner of the AI-generated label: top-left, top-right, bottom-left, bottom-right.")] = "bottom-right",
     label_height: Annotated[float, typer.Option(help="Height of the label's text as a fraction of the frame height.")] = 0.035,
     no_disclosure_label: Annotated[bool, typer.Option("--no-disclosure-label", help="Leave out the visible AI-generated label (the metadata tag stays). Only for material that is labelled by other means.")] = False,
@@ -378,8 +383,31 @@ def synthesize_command(
 
             speech = synthesize_speech(text, voice)
             wav = speech.waveform
-        pipeline = AnchorPipeline(bundle, settings=SynthesisSettings(close_mouth=not no_mouth_closure, label=label),
-                                  device=device)
+        if subtitle is not None and title is None:
+            raise NewsanchorError("--subtitle needs --title")
+        studio = None
+        if background is not None and not no_background:
+            import cv2
+
+            image = cv2.imread(str(background), cv2.IMREAD_COLOR)
+            if image is None:
+                raise NewsanchorError(f"{background}: not a readable image")
+            studio = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        elif not no_background:
+            studio = bundle.background()
+        try:
+            key = tuple(int(v) for v in key_colour.split(","))
+            if len(key) != 3 or not all(0 <= v <= 255 for v in key):
+                raise ValueError
+        except ValueError:
+            raise NewsanchorError(f"--key-colour {key_colour!r}: expected R,G,B with values 0-255, e.g. 0,177,64") from None
+        settings = SynthesisSettings(close_mouth=not no_mouth_closure, label=label, background=studio, key_colour=key,
+                                     lower_third=(title, subtitle) if title else None)
+        pipeline = AnchorPipeline(bundle, settings=settings, device=device)
+        try:
+            pipeline.finish(next(iter(bundle.template_frames())))  # e.g. text it cannot draw: fail before work
+        except ValueError as err:
+            raise NewsanchorError(f"--title/--subtitle: {err}") from None
         with _frame_progress("synthesize", not quiet) as progress:
             result = pipeline.synthesize(wav, out, on_frames=done_of_total(progress))
         if captions is not None:

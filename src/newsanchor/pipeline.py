@@ -3,7 +3,8 @@
 ``AnchorPipeline(bundle)`` holds the models and the template. For a 16 kHz waveform it
 computes the mouth trajectory (MFCC → audio→mouth, closure in pauses), places each mouth in
 the template frame's pose with the jaw corrected, draws the facial map, renders the face crop,
-pastes it back into the full template frame, draws the disclosure label, and streams the
+pastes it back into the full template frame, optionally keys out a green screen for a studio
+background and adds a lower third, draws the disclosure label, and streams the
 frames into an H.264/AAC mp4. The template plays back and forth (``template.pingpong_indices``)
 for any length. Frames are produced in small batches and never held: memory does not grow
 with the output's length (the mouth trajectory, 40 bytes a frame, and the waveform are the
@@ -24,7 +25,8 @@ import torch
 from . import __version__, media
 from .audio2mouth.infer import mouth_from_audio
 from .bundle import AnchorBundle
-from .composite.overlay import DisclosureConfig, apply_disclosure
+from .composite.chroma import DEFAULT_KEY, chroma_key_mask, replace_background
+from .composite.overlay import DisclosureConfig, apply_disclosure, disclosure_rect, draw_lower_third
 from .composite.paste import paste_back
 from .facemap.jaw import correct_jaw
 from .features.audio import MfccStats
@@ -45,12 +47,18 @@ class SynthesisSettings:
     close_mouth: ease the mouth to the speaker's closed pose in pauses.
     batch_size: face crops rendered at once.
     label: the visible "AI-generated" label (on by default; see DisclosureConfig).
+    background: a studio image [H, W, 3] RGB put behind the presenter, keyed out of the template's
+        green screen (``key_colour``), or None to keep the recorded background.
+    lower_third: (title, subtitle or None) of a news caption bar, or None.
     crf: H.264 quality (lower is better and larger).
     """
 
     close_mouth: bool = True
     batch_size: int = 8
     label: DisclosureConfig = field(default_factory=DisclosureConfig)
+    background: np.ndarray | None = None
+    key_colour: tuple[int, int, int] = DEFAULT_KEY
+    lower_third: tuple[str, str | None] | None = None
     crf: int = 18
 
 
@@ -131,8 +139,18 @@ class AnchorPipeline:
                                for i, lm in zip(indices, landmarks)])
             faces = self.runner.render(inputs)
             for i, face, lm in zip(indices, faces, landmarks):
-                frame = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
-                yield apply_disclosure(frame, self.settings.label)
+                yield self.finish(paste_back(self.template_frames[int(i)], face, self.crop_box, lm))
+
+    def finish(self, frame: np.ndarray) -> np.ndarray:
+        """Studio background, lower third and disclosure label on a pasted frame [H, W, 3]."""
+        settings = self.settings
+        if settings.background is not None:
+            key = settings.key_colour
+            frame = replace_background(frame, settings.background, chroma_key_mask(frame, key), key_colour=key)
+        if settings.lower_third is not None:
+            title, subtitle = settings.lower_third
+            frame = draw_lower_third(frame, title, subtitle, keep_clear=[disclosure_rect(frame.shape, settings.label)])
+        return apply_disclosure(frame, settings.label)
 
     def synthesize(self, wav16k: np.ndarray, out: str | Path, *,
                    on_frames: Callable[[int, int], None] | None = None) -> dict:
