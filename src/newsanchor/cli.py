@@ -474,6 +474,23 @@ def export_onnx_command(
                      soft_wrap=True)
 
 
+@app.command("serve")
+def serve_command(
+    anchors: Annotated[Path, typer.Option(help="Folder of anchor bundles, one sub-folder each (also keeps the job database, outputs and token).")],
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback requires a bearer token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes rendering jobs in parallel.")] = 1,
+    db: Annotated[Optional[str], typer.Option(help="Job database: a SQLite file (default: ANCHORS/.newsanchor-jobs.sqlite).")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
+) -> None:
+    """Run the newsroom: a web page and REST API (docs at /docs) queueing videos for worker processes."""
+    from .serve.service import run_service
+
+    with _user_errors():
+        run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device)
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`
     app()
 

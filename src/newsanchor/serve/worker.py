@@ -1,0 +1,222 @@
+"""Workers: claim a queued job, render it, store the result; repeat.
+
+A worker keeps one :class:`AnchorPipeline` per anchor and one speech engine, so a job pays only
+for its own speech and frames. While a job runs, a heartbeat thread tells the store the worker
+is alive (speech synthesis reports no progress, and a long script takes a while); progress
+reports from the frame callback also carry cancel requests back: ``report`` raises
+:class:`JobCancelled` inside ``on_frames`` and rendering stops there. The video and captions
+are written under a temporary name and renamed (``pipeline.synthesize`` and
+``write_captions`` both do), so a crash never leaves half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import MediaError, NewsanchorError
+from .anchors import NAME_PATTERN
+from .store import Job, JobCancelled, JobLost, JobStore, WorkerIdentity, open_store
+
+log = logging.getLogger("newsanchor.serve")
+HEARTBEAT_S = 5.0
+REPORT_EVERY_S = 0.5
+VIDEO_NAME, CAPTIONS_NAME, INPUT_NAME = "video.mp4", "captions.vtt", "input"
+# progress shares: speech before the first frame, frames, captions after the last
+SPEECH_SHARE, FRAMES_SHARE = 0.1, 0.88
+
+
+def input_path(outputs: Path, job_id: str) -> Path:
+    """Where an uploaded recording waits for its job (server-made name, content-checked)."""
+    return Path(outputs) / job_id / INPUT_NAME
+
+
+class Worker:
+    """Processes jobs from ``store`` for the anchors under ``anchors_dir``; one job at a time."""
+
+    def __init__(self, store: JobStore, anchors_dir: Path, outputs_dir: Path, *, name: str | None = None,
+                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S):
+        self.store, self.anchors_dir, self.outputs = store, Path(anchors_dir), Path(outputs_dir)
+        self.identity = WorkerIdentity.here(name or secrets.token_hex(4))
+        self.device, self.heartbeat_s = device, heartbeat_s
+        self._pipelines: dict = {}
+        self._engine = None
+        self.processed: deque[str] = deque(maxlen=10_000)  # ids of the latest jobs it finished, oldest first
+
+    def run(self, stop: threading.Event, *, poll_s: float = 0.5) -> None:
+        """Claim and process jobs until ``stop`` is set (checked between jobs)."""
+        log.info("worker %s: ready", self.identity.id)
+        while not stop.is_set():
+            if not self.run_once():
+                stop.wait(poll_s)
+
+    def run_once(self) -> bool:
+        """Claim and process one job; False when none was queued."""
+        job = self.store.claim(self.identity)
+        if job is None:
+            return False
+        self.process(job)
+        return True
+
+    # --- one job ---
+
+    def process(self, job: Job) -> None:
+        """Render a claimed job and record how it ended."""
+        folder = self.outputs / job.id
+        beating = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, beating), daemon=True)
+        beat.start()
+        started = time.monotonic()
+        try:
+            video, captions = self._render(job, folder)
+            if self.store.finish(job.id, self.identity, "done", video=video, captions=captions):
+                self.processed.append(job.id)
+                log.info("job %s: done in %.1f s", job.id, time.monotonic() - started)
+            else:
+                raise JobLost(job.id)
+        except JobCancelled:
+            self.store.finish(job.id, self.identity, "cancelled")
+            self._remove_results(folder)
+            log.info("job %s: cancelled", job.id)
+        except JobLost:
+            # requeued (another worker may have it now) or deleted: leave its folder to whoever
+            # owns the job, but a deleted job's folder is ours to clean
+            if self.store.get(job.id) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+            log.warning("job %s: no longer this worker's; stopped", job.id)
+        except NewsanchorError as err:
+            self._fail(job, folder, self._public_message(err))
+        except Exception:
+            log.exception("job %s: failed", job.id)
+            self._fail(job, folder, "internal error while rendering (details are in the server log)")
+        finally:
+            beating.set()
+            beat.join()
+
+    def _render(self, job: Job, folder: Path) -> tuple[str, str | None]:
+        from ..media import read_audio
+        from ..speech import synthesize_speech, write_captions
+
+        request = job.request
+        report = self._reporter(job)
+        report(0.0, "loading the anchor")
+        pipeline, base = self._pipeline(job.anchor)
+        speech = None
+        if request.get("input") == "audio":
+            report(0.01, "reading the recording")
+            try:
+                wav = read_audio(input_path(self.outputs, job.id), 16000)
+            except MediaError as err:
+                raise NewsanchorError(f"audio: {err.problem}") from None
+            if len(wav) < 1600:
+                raise NewsanchorError("audio: less than 0.1 s of sound")
+        else:
+            report(0.01, "speaking the script")
+            speech = synthesize_speech(request["text"], engine=self._speech_engine())
+            wav = speech.waveform
+        title = request.get("title")
+        # the pipeline is kept per anchor; only the lower third differs between jobs
+        pipeline.settings = replace(base, lower_third=(title, request.get("subtitle")) if title else None)
+        report(SPEECH_SHARE, "rendering")
+        folder.mkdir(parents=True, exist_ok=True)
+        rendering = time.monotonic()
+        last = [0.0]
+
+        def on_frames(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < REPORT_EVERY_S and done < total:
+                return
+            last[0] = now
+            rate = done / max(now - rendering, 1e-6)
+            report(SPEECH_SHARE + FRAMES_SHARE * done / max(total, 1), f"rendering frame {done} of {total}",
+                   eta_s=round((total - done) / max(rate, 1e-6), 1))
+
+        pipeline.synthesize(wav, folder / VIDEO_NAME, on_frames=on_frames)
+        captions = None
+        if speech is not None and request.get("captions", True):
+            report(SPEECH_SHARE + FRAMES_SHARE, "writing captions")
+            write_captions(speech.cues(), folder / CAPTIONS_NAME)
+            captions = f"{job.id}/{CAPTIONS_NAME}"
+        return f"{job.id}/{VIDEO_NAME}", captions
+
+    def _reporter(self, job: Job):
+        def report(progress: float, stage: str, eta_s: float | None = None) -> None:
+            self.store.report(job.id, self.identity, progress, stage, eta_s)  # raises to stop the job
+
+        return report
+
+    def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_s):
+            try:
+                if not self.store.heartbeat(job_id, self.identity):
+                    return  # lost or finished: the next report stops the render
+            except Exception:  # a busy database now and then must not kill the heartbeat
+                log.exception("job %s: heartbeat failed", job_id)
+
+    def _fail(self, job: Job, folder: Path, message: str) -> None:
+        self.store.finish(job.id, self.identity, "failed", error=message)
+        self._remove_results(folder)
+        log.warning("job %s: failed: %s", job.id, message)
+
+    def _public_message(self, err: NewsanchorError) -> str:
+        """One line for the client, without this server's folders in it."""
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        for folder, shown in ((self.outputs, "job"), (self.anchors_dir, "anchors")):
+            message = message.replace(str(folder.resolve()), shown).replace(str(folder), shown)
+        return message
+
+    @staticmethod
+    def _remove_results(folder: Path) -> None:
+        """A stopped job keeps no video or captions (its uploaded input stays until it is deleted)."""
+        for name in (VIDEO_NAME, CAPTIONS_NAME):
+            (folder / name).unlink(missing_ok=True)
+
+    # --- kept between jobs ---
+
+    def _speech_engine(self):
+        if self._engine is None:
+            from ..speech import get_engine
+
+            self._engine = get_engine("piper")
+        return self._engine
+
+    def _pipeline(self, anchor: str):
+        if anchor not in self._pipelines:
+            from ..bundle import load_bundle
+            from ..pipeline import AnchorPipeline, SynthesisSettings
+
+            if not NAME_PATTERN.match(anchor):  # the app checks too; a worker never trusts a path from a row
+                raise NewsanchorError(f"anchor {anchor!r}: not a valid anchor name")
+            bundle = load_bundle(self.anchors_dir / anchor)
+            base = SynthesisSettings(background=bundle.background())
+            self._pipelines[anchor] = (AnchorPipeline(bundle, settings=base, device=self.device), base)
+        return self._pipelines[anchor]
+
+
+def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, stop, device: str | None = None) -> None:
+    """Entry point of a worker process started by ``newsanchor serve`` (multiprocessing spawn).
+
+    Ctrl-C goes to the whole process group; the worker ignores it and stops when the server sets
+    ``stop`` (or terminates it: its job is then requeued by the next claim)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {name} %(levelname)s %(message)s")
+    try:
+        import torch
+
+        # one job per worker process: leave the other cores to the other workers and the app
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("NEWSANCHOR_WORKERS", "1")))))
+    except Exception:  # pragma: no cover - torch is a dependency; threads are only a tuning
+        pass
+    store = open_store(db)
+    try:
+        Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device).run(stop)
+    finally:
+        store.close()
