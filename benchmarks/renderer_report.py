@@ -43,6 +43,15 @@ def _row(name: str, m: dict) -> str:
             f"{_fmt(m['ssim_mouth'], 3)} | {_fmt(m['lmd'], 2)} ({_fmt(m['lmd_found'], 2)}) | {_fmt(m['flicker'], 2)} |")
 
 
+def _shrink(png: Path, max_width: int) -> None:
+    import cv2
+
+    image = cv2.imread(str(png))
+    if image is not None and image.shape[1] > max_width:
+        scale = max_width / image.shape[1]
+        cv2.imwrite(str(png), cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grid", type=Path, required=True)
@@ -73,6 +82,8 @@ def main() -> None:
               f"segments, {a['frames']} frames", "", *head, _row("with edges", a["with_edges"]),
               _row("without edges", a["no_edges"]), _row("static baseline", a["baseline_static"]), ""]
     args.out.mkdir(parents=True, exist_ok=True)
+    for png in args.out.glob("renderer_samples_*.png"):  # committed results stay small
+        _shrink(png, max_width=640)
     (args.out / "renderer_eval.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     (args.out / "renderer_tables.md").write_text("\n".join(lines))
 

@@ -31,11 +31,11 @@ wait
 
 snapshot=$(printf "%s/grid_s1/step_%07d" "$runs" "$ablation_steps")
 evaluate() { $bin/newsanchor evaluate renderer "$@" --json --quiet; }
-evaluate "$data/grid_s1" "$runs/grid_s1" --clips "$eval_clips" --samples-png "$results/renderer_samples_grid_s1.png" \
+evaluate "$data/grid_s1" "$runs/grid_s1" --clips "$eval_clips" --samples 2 --samples-png "$results/renderer_samples_grid_s1.png" \
   > "$runs/eval_grid_s1.json"
 evaluate "$data/grid_s1" "$snapshot" "$runs/grid_s1_no_edges" --clips "$eval_clips" \
-  --samples-png "$results/renderer_samples_ablation.png" > "$runs/eval_ablation.json"
-evaluate "$data/obama" "$runs/obama" --samples-png "$results/renderer_samples_obama.png" > "$runs/eval_obama.json"
+  --samples 2 --samples-png "$results/renderer_samples_ablation.png" > "$runs/eval_ablation.json"
+evaluate "$data/obama" "$runs/obama" --samples 2 --samples-png "$results/renderer_samples_obama.png" > "$runs/eval_obama.json"
 $bin/python benchmarks/renderer_report.py --grid "$runs/eval_grid_s1.json" --ablation "$runs/eval_ablation.json" \
   --obama "$runs/eval_obama.json" --out "$results"
 cat "$results/renderer_tables.md"
