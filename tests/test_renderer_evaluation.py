@@ -71,7 +71,7 @@ def test_snapshots_keep_the_renderer_of_their_step_and_record_the_input(tiny_run
     _, _, extra = load_renderer(tiny_runs[False] / "step_0000002")
     assert extra["step"] == 2 and extra["input"] == {"edges": False}
     _, _, extra = load_renderer(tiny_runs[True])
-    assert extra["step"] == 3 and extra["input"] == {"edges": True}
+    assert extra["step"] == 3 and extra["input"] == {"edges": True}  # one checkpoint, at step 3
 
 
 @pytest.mark.slow

@@ -50,9 +50,13 @@ def test_training_checkpoints_samples_and_resumes(grid10, tmp_path):
     assert (tmp_path / "sample_0000002.png").is_file()
     counters = train_renderer(grid10.root, tmp_path, RendererTrainConfig(**{**config.__dict__, "max_steps": 3}), device="cpu")
     assert counters["step"] == 3
-    assert [row.split(",")[0] for row in (tmp_path / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
+    rows = [row.split(",") for row in (tmp_path / "log.csv").read_text().splitlines()]
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3"] and rows[0][6] == "val_l1"
     model, config_loaded, extra = load_renderer(tmp_path, "cpu")
-    assert extra["step"] == 3 and config_loaded.input_channels == 8
+    # the run's renderer is the checkpoint that scored best on the validation frames
+    val = {int(row[0]): float(row[6]) for row in rows[1:]}
+    assert extra["step"] == min(val, key=val.get) and extra["val_l1"] == pytest.approx(min(val.values()), rel=1e-4)
+    assert config_loaded.input_channels == 8
     frames = RendererFrames.split(grid10, "test")
     with torch.no_grad():
         out = model(frames[0][0][None])

@@ -4,7 +4,10 @@ Losses: LSGAN on multi-scale PatchGAN discriminators, discriminator feature matc
 to the real crop, and a VGG19 perceptual loss when the user gives a local weights file. Mixed
 precision (bf16 autocast) on CUDA and on CPUs with native bf16. Multi-GPU / multi-node through torchrun: each process trains
 on its share of every batch order (DistributedDataParallel; gloo on CPU, NCCL on GPUs), and rank
-0 writes checkpoints, samples and the log. The run resumes from its last checkpoint.
+0 writes checkpoints, samples and the log. The run resumes from its last checkpoint. At every
+checkpoint the generator is scored on validation frames (L1), and the run's ``renderer.json`` is
+its best so far: adversarial training does not improve monotonically (on GRID s1, step 900 scored
+2 dB below step 500).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class RendererTrainConfig:
     edges: bool = True  # False: the edge channel left empty (the paper's Fig. 7 ablation)
     snapshot_steps: tuple[int, ...] = ()  # also keep the renderer as it was at these steps, in step_NNNNNNN/
     precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (render.runtime.resolve_precision)
+    val_frames: int = 64  # validation frames scored (L1) at every checkpoint; the run keeps its best renderer
     renderer_overrides: dict = field(default_factory=dict)  # sizes that differ from the named config
 
 
@@ -95,6 +99,32 @@ def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -
 def _renderer_extra(dataset: PreparedDataset, config: RendererTrainConfig, step: int) -> dict:
     """What a saved renderer carries besides its weights: how to build its input, its provenance."""
     return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "train_config": asdict(config), "step": step}
+
+
+def _validation_batches(dataset: PreparedDataset, config: RendererTrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Up to ``val_frames`` frames evenly spread over the validation split, in batches."""
+    frames = RendererFrames.split(dataset, "val", use_edges=config.edges)
+    if config.val_frames <= 0 or len(frames) == 0:
+        return []
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(config.val_frames, len(frames))).round().astype(int))
+    items = [frames[int(i)] for i in picks]
+    size = max(1, config.batch_size)
+    return [tuple(torch.stack(t) for t in zip(*items[i:i + size])) for i in range(0, len(items), size)]
+
+
+@torch.no_grad()
+def _validation_l1(generator: torch.nn.Module, batches, device: torch.device, autocast) -> float:
+    """Mean absolute error (in [-1, 1] units) of the generator on the validation batches."""
+    was_training = generator.training
+    generator.eval()
+    total, count = 0.0, 0
+    for inputs, real in batches:
+        with autocast:
+            fake = generator(inputs.to(device))
+        total += float(F.l1_loss(fake.float(), real.to(device), reduction="sum"))
+        count += real.numel()
+    generator.train(was_training)
+    return total / max(count, 1)
 
 
 def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
@@ -141,10 +171,11 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
     sampler = _StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
     loader = torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
                                          persistent_workers=False)
+    val_batches = _validation_batches(dataset, config) if rank == 0 else []
     log_file = open(out / LOG, "a", newline="") if rank == 0 else None
     log = csv.writer(log_file) if log_file else None
     if log and log_file.tell() == 0:
-        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_vgg", "d", "seconds"])
+        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_vgg", "d", "val_l1", "seconds"])
     started = time.perf_counter()
     try:
         for inputs, real in loader:
@@ -181,11 +212,20 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
             if on_step and rank == 0:
                 on_step(step, config.max_steps, losses)
             if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps):
+                # GAN training does not improve monotonically: the run's renderer is its best on
+                # validation so far (the latest weights stay in the training state for resuming)
+                val_l1 = _validation_l1(generator, val_batches, device_t, autocast) if val_batches else float("nan")
                 log.writerow([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_vgg", "d")]
-                             + [round(time.perf_counter() - started, 1)])
+                             + [f"{val_l1:.5g}", round(time.perf_counter() - started, 1)])
                 log_file.flush()
+                best = counters.get("best_val_l1")
+                improved = not val_batches or best is None or val_l1 < best
+                if improved:
+                    counters.update(best_val_l1=None if val_l1 != val_l1 else val_l1, best_step=step)
                 save_train_state(out, modules, optimizers, counters)
-                save_renderer(out, generator, renderer_config, _renderer_extra(dataset, config, step))
+                if improved:
+                    save_renderer(out, generator, renderer_config,
+                                  _renderer_extra(dataset, config, step) | {"val_l1": counters["best_val_l1"]})
             if rank == 0 and step in config.snapshot_steps:
                 save_renderer(out / f"step_{step:07d}", generator, renderer_config, _renderer_extra(dataset, config, step))
             if rank == 0 and step % config.sample_every == 0:
