@@ -116,3 +116,19 @@ def test_studio_background_and_lower_third(anchor, tmp_path):
     result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--text", "Hello.", "--out",
                                       str(tmp_path / "a.mp4"), "--subtitle", "Live"])
     assert result.exit_code == 1 and "--subtitle needs --title" in result.output
+
+
+def test_streamed_mouth_trajectory_equals_one_pass(anchor, speech_wav):
+    from newsanchor.audio2mouth.infer import mouth_from_audio
+    from newsanchor import pipeline as pipeline_module
+
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    one_pass = mouth_from_audio(pipeline.mouth_model, speech_wav, pipeline.stats, closed_mouth=pipeline.closed_mouth)
+    chunk = pipeline_module.AUDIO_CHUNK
+    try:
+        pipeline_module.AUDIO_CHUNK = 16000  # 1-s pieces: several chunk borders inside the 6 s
+        streamed = pipeline.mouth_trajectory(speech_wav)
+    finally:
+        pipeline_module.AUDIO_CHUNK = chunk
+    assert streamed.shape == one_pass.shape
+    np.testing.assert_allclose(streamed, one_pass, atol=1e-4)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__, media
-from .audio2mouth.infer import mouth_from_audio
+from .audio2mouth.stream import MouthStreamer
 from .bundle import AnchorBundle
 from .composite.chroma import DEFAULT_KEY, chroma_key_mask, replace_background
 from .composite.overlay import DisclosureConfig, apply_disclosure, disclosure_rect, draw_lower_third
@@ -35,6 +35,7 @@ from .render.runtime import choose_runner
 from .template import pingpong_indices
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+AUDIO_CHUNK = 16000 * 20  # samples of speech turned into mouth frames at a time
 # The template's full frames are kept decoded up to this size in all; above it (long 1080p
 # templates) they are kept PNG-compressed and decoded when used.
 RAW_TEMPLATE_BYTES = 256 << 20
@@ -119,9 +120,13 @@ class AnchorPipeline:
                              f"{len(self.template_landmarks)} landmark rows")
 
     def mouth_trajectory(self, wav16k: np.ndarray) -> np.ndarray:
-        """``[S]`` float32 16 kHz → PCA mouths ``[T, K]``, ``T = ceil(S / 640)``."""
-        return mouth_from_audio(self.mouth_model, wav16k, self.stats, closed_mouth=self.closed_mouth,
-                                device=self.device)
+        """``[S]`` float32 16 kHz → PCA mouths ``[T, K]``, ``T = ceil(S / 640)``.
+
+        Streamed in :data:`AUDIO_CHUNK` pieces (the same result as one pass, see MouthStreamer):
+        one pass over a 10-minute waveform held ~200 MB of MFCC and TCN activations."""
+        streamer = MouthStreamer(self.mouth_model, self.stats, self.closed_mouth, device=self.device)
+        parts = [streamer.push(wav16k[i:i + AUDIO_CHUNK]) for i in range(0, len(wav16k), AUDIO_CHUNK)]
+        return np.concatenate(parts + [streamer.flush()])
 
     def face_landmarks(self, mouth: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Mouths ``[T, K]`` → (template index per frame ``[T]``, landmarks ``[T, 68, 2]`` crop px) with
