@@ -1,0 +1,185 @@
+"""Command line, part 2: making and using anchors — bundle, synthesize, demo, serve.
+
+Registered on :data:`newsanchor.cli.app` when :mod:`newsanchor.cli` is imported; the shared
+helpers (errors, progress bars) are :mod:`newsanchor.cli`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import _frame_progress, _step_progress, _user_errors, app, stderr
+from .errors import NewsanchorError
+from .progress import done_of_total
+
+
+@app.command("bundle")
+def bundle_command(
+    dataset: Annotated[Path, typer.Option(help="Dataset directory the models were trained on.")],
+    mouth: Annotated[Path, typer.Option(help="Audio→mouth run (`newsanchor train mouth`).")],
+    renderer: Annotated[Path, typer.Option(help="Renderer run or snapshot (`newsanchor train renderer`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Anchor bundle directory to create.")],
+    presenter: Annotated[str, typer.Option(help="The person this anchor shows.")],
+    consent: Annotated[str, typer.Option(help="Who agreed to become this anchor, to what, and when.")],
+    template: Annotated[Optional[str], typer.Option(help="CLIP or CLIP:START-STOP (frames) of a non-speaking stretch; default: found automatically.")] = None,
+    template_frames: Annotated[int, typer.Option(help="Length of an automatically found template, in frames.")] = 100,
+    background: Annotated[Optional[Path], typer.Option(help="Studio background image for green-screen recordings.")] = None,
+) -> None:
+    """Assemble an anchor bundle: models, PCA, jaw regression, template, consent — checksummed."""
+    from .bundle import Presenter, build_bundle
+    from .template import template_in_dataset
+
+    with _user_errors():
+        choice = template_in_dataset(dataset, template, template_frames)
+        path = build_bundle(dataset, mouth, renderer, out, presenter=Presenter(presenter, consent), template=choice,
+                            background=background)
+        stderr.print(f"{path}: anchor bundle for {presenter}; template {choice.clip} frames {choice.start}-{choice.stop}",
+                     markup=False, soft_wrap=True)
+
+
+@app.command("synthesize")
+def synthesize_command(
+    anchor: Annotated[Path, typer.Option(help="Anchor bundle directory (`newsanchor bundle`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")],
+    text: Annotated[Optional[str], typer.Option(help="The script to read (spoken by the offline TTS voice).")] = None,
+    text_file: Annotated[Optional[Path], typer.Option(help="A UTF-8 text file with the script.")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="A speech recording to lip-sync instead (any audio or video file).")] = None,
+    voice: Annotated[Optional[Path], typer.Option(help="Piper voice (.onnx with its .onnx.json) instead of the default.")] = None,
+    captions: Annotated[Optional[Path], typer.Option(help="Also write captions of the script: .srt or .vtt (text input only).")] = None,
+    no_mouth_closure: Annotated[bool, typer.Option("--no-mouth-closure", help="Do not ease the mouth shut in pauses.")] = False,
+    background: Annotated[Optional[Path], typer.Option(help="Studio image to put behind a presenter recorded against a green screen (default: the bundle's, if it has one).")] = None,
+    no_background: Annotated[bool, typer.Option("--no-background", help="Keep the recorded background even if the bundle has a studio image.")] = False,
+    key_colour: Annotated[str, typer.Option(help="R,G,B of the screen behind the presenter, for --background.")] = "0,177,64",
+    title: Annotated[Optional[str], typer.Option(help="Lower-third title, e.g. the presenter's name or the story.")] = None,
+    subtitle: Annotated[Optional[str], typer.Option(help="Lower-third second line (needs --title).")] = None,
+    label_position: Annotated[str, typer.Option(help="Corner of the AI-generated label: top-left, top-right, bottom-left, bottom-right.")] = "bottom-right",
+    label_height: Annotated[float, typer.Option(help="Height of the label's text as a fraction of the frame height.")] = 0.035,
+    no_disclosure_label: Annotated[bool, typer.Option("--no-disclosure-label", help="Leave out the visible AI-generated label (the metadata tag stays). Only for material that is labelled by other means.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Make the anchor speak: a script (or a speech recording) in, a finished, labelled mp4 out."""
+    from .bundle import load_bundle
+    from .composite.overlay import DisclosureConfig
+    from .media import read_audio
+    from .pipeline import AnchorPipeline, SynthesisSettings
+
+    with _user_errors():
+        if sum(x is not None for x in (text, text_file, audio)) != 1:
+            raise NewsanchorError("give exactly one of --text, --text-file or --audio")
+        if captions is not None and audio is not None:
+            raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
+        if captions is not None and captions.suffix.lower() not in (".srt", ".vtt"):
+            raise NewsanchorError(f"{captions}: captions must be .srt or .vtt")
+        if out.suffix.lower() != ".mp4":
+            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+        try:
+            label = DisclosureConfig(enabled=not no_disclosure_label, position=label_position, relative_height=label_height)
+        except ValueError as err:
+            raise NewsanchorError(f"--label-*: {err}") from None
+        if text_file is not None:
+            try:
+                text = text_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise NewsanchorError(f"{text_file}: cannot read the script ({err})") from None
+        bundle = load_bundle(anchor)
+        speech = None
+        if audio is not None:
+            wav = read_audio(audio, 16000)
+            if len(wav) < 1600:
+                raise NewsanchorError(f"{audio}: less than 0.1 s of audio")
+        else:
+            from .speech import synthesize_speech
+
+            speech = synthesize_speech(text, voice)
+            wav = speech.waveform
+        if subtitle is not None and title is None:
+            raise NewsanchorError("--subtitle needs --title")
+        studio = None
+        if background is not None and not no_background:
+            import cv2
+
+            image = cv2.imread(str(background), cv2.IMREAD_COLOR)
+            if image is None:
+                raise NewsanchorError(f"{background}: not a readable image")
+            studio = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        elif not no_background:
+            studio = bundle.background()
+        try:
+            key = tuple(int(v) for v in key_colour.split(","))
+            if len(key) != 3 or not all(0 <= v <= 255 for v in key):
+                raise ValueError
+        except ValueError:
+            raise NewsanchorError(f"--key-colour {key_colour!r}: expected R,G,B with values 0-255, e.g. 0,177,64") from None
+        settings = SynthesisSettings(close_mouth=not no_mouth_closure, label=label, background=studio, key_colour=key,
+                                     lower_third=(title, subtitle) if title else None)
+        pipeline = AnchorPipeline(bundle, settings=settings, device=device)
+        try:
+            pipeline.finish(next(iter(bundle.template_frames())))  # e.g. text it cannot draw: fail before work
+        except ValueError as err:
+            raise NewsanchorError(f"--title/--subtitle: {err}") from None
+        with _frame_progress("synthesize", not quiet) as progress:
+            result = pipeline.synthesize(wav, out, on_frames=done_of_total(progress))
+        if captions is not None:
+            from .speech import write_captions
+
+            write_captions(speech.cues(), captions)
+            result["captions"] = str(captions)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            stderr.print(f"{out}: {result['frames']} frames, {result['duration_s']:.2f} s, "
+                         f"{result['frames_per_s']:.1f} frames/s", markup=False, soft_wrap=True)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")] = Path("demo.mp4"),
+    text: Annotated[Optional[str], typer.Option(help="Another news script for the demo anchor to read.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where the demo anchor is built and kept (default: the user's cache directory).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Offline demo: build an anchor from a synthetic actor (first run 15–20 min on 2 cores, cached) and make it read the news."""
+    from .demo.build import DEMO_SCRIPT, DemoHooks, run_demo
+
+    def stage(name: str) -> None:
+        if not quiet:
+            stderr.print(f"demo: {name}", markup=False, soft_wrap=True)
+
+    hooks = DemoHooks(stage=stage, frames=lambda label: _frame_progress(label, not quiet),
+                      steps=lambda label: _step_progress(label, quiet))
+    with _user_errors():
+        if out.suffix.lower() != ".mp4":
+            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+        started = time.perf_counter()
+        result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
+        result["total_seconds"] = round(time.perf_counter() - started, 1)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            stderr.print(f"{out}: {result['duration_s']:.1f} s of the demo anchor reading the news "
+                         f"({result['total_seconds']:.0f} s in all)", markup=False, soft_wrap=True)
+
+
+@app.command("serve")
+def serve_command(
+    anchors: Annotated[Path, typer.Option(help="Folder of anchor bundles, one sub-folder each (also keeps the job database, outputs and token).")],
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback requires a bearer token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes rendering jobs in parallel.")] = 1,
+    db: Annotated[Optional[str], typer.Option(help="Job database: a SQLite file (default: ANCHORS/.newsanchor-jobs.sqlite).")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
+) -> None:
+    """Run the newsroom: a web page and REST API (docs at /docs) queueing videos for worker processes."""
+    from .serve.service import run_service
+
+    with _user_errors():
+        run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device)
