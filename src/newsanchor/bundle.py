@@ -37,7 +37,7 @@ import numpy as np
 
 from . import __version__, media
 from .audio2mouth.checkpoint import load_mouth_model
-from .dataset import MOUTH_PCA, PreparedDataset
+from .dataset import MOUTH_PCA, PreparedDataset, read_mouth_pca
 from .errors import NewsanchorError
 from .facemap.jaw import JawModel, fit_jaw
 from .features.mouth import MouthPCA
@@ -217,8 +217,7 @@ class AnchorBundle:
 
     @cached_property
     def mouth_pca(self) -> MouthPCA:
-        with np.load(self.root / MOUTH_PCA) as arrays:
-            return MouthPCA.from_arrays({k: arrays[k] for k in arrays.files})
+        return read_mouth_pca(self.root / MOUTH_PCA)
 
     @cached_property
     def jaw(self) -> JawModel:

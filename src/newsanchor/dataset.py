@@ -123,6 +123,12 @@ def write_dataset_summary(out: Path, config: PrepareConfig, clips: Sequence[dict
     return manifest
 
 
+def read_mouth_pca(path: Path) -> MouthPCA:
+    """A mouth PCA stored as plain arrays (``mouth_pca.npz`` of a dataset or an anchor bundle)."""
+    with np.load(path) as arrays:
+        return MouthPCA.from_arrays({name: arrays[name] for name in arrays.files})
+
+
 class PreparedDataset:
     """Read access to a dataset written by ``newsanchor prepare``."""
 
@@ -182,8 +188,7 @@ class PreparedDataset:
 
     @cached_property
     def mouth_pca(self) -> MouthPCA:
-        with np.load(self.root / MOUTH_PCA) as arrays:
-            return MouthPCA.from_arrays({name: arrays[name] for name in arrays.files})
+        return read_mouth_pca(self.root / MOUTH_PCA)
 
     @cached_property
     def mfcc_stats(self) -> MfccStats:
