@@ -132,3 +132,59 @@ def test_streamed_mouth_trajectory_equals_one_pass(anchor, speech_wav):
         pipeline_module.AUDIO_CHUNK = chunk
     assert streamed.shape == one_pass.shape
     np.testing.assert_allclose(streamed, one_pass, atol=1e-4)
+
+
+def _invoke_synthesize(anchor, out, *args):
+    return CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--out", str(out), "-q", *args])
+
+
+def test_a_script_over_the_limit_is_refused_before_any_work(anchor, tmp_path):
+    script = tmp_path / "bulletin.txt"
+    sentence = "The council met on Tuesday to discuss the budget. "
+    script.write_text(sentence * (50_000 // len(sentence) + 1), encoding="utf-8")
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--text-file", str(script))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "bulletin.txt" in result.output and "50,0" in result.output and "--max-chars" in result.output
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_letters_the_voice_cannot_read_are_named_with_their_place(anchor, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("Good evening.\nThe minister said 谢谢 to the crowd.\n", encoding="utf-8")
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--text-file", str(script))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "script.txt" in result.output and "line 2, column 19" in result.output
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_invisible_characters_and_emoji_still_give_a_video(anchor, tmp_path):
+    text = "Good\u200b evening \U0001F600.\x00 Prices rose 5% \u2014 \u20ac3.20 a caf\u00e9."
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--text", text, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] > 25 and abs(summary["duration_s"] - summary["audio_duration_s"]) <= 1 / 25
+
+
+def test_silent_audio_gives_a_closed_mouth_video(anchor, tmp_path):
+    import wave
+
+    silence = tmp_path / "silence.wav"
+    with wave.open(str(silence), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(np.zeros(16000 * 2, np.int16).tobytes())
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--audio", str(silence), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["frames"] == 50
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    mouth = pipeline.mouth_trajectory(np.zeros(16000 * 2, np.float32))
+    np.testing.assert_allclose(mouth, np.broadcast_to(pipeline.closed_mouth, mouth.shape), atol=1e-5)
+
+
+@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk" * 10, "not audio at all".encode()])
+def test_unreadable_audio_is_one_line_error_naming_the_file(anchor, tmp_path, content):
+    broken = tmp_path / "speech.wav"
+    broken.write_bytes(content)
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--audio", str(broken))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "speech.wav" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a.mp4").exists()

@@ -289,3 +289,24 @@ def test_unknown_voice_file_is_named(tmp_path):
     (tmp_path / "bare.onnx.json").write_text(default_voice().with_suffix(".onnx.json").read_text())
     with pytest.raises(SpeechError, match=f"^{re.escape(str(model))}: not an ONNX voice model"):
         PiperEngine(model, cache=tmp_path / "cache")
+
+
+def test_clean_script_drops_invisible_characters_but_keeps_breaks():
+    from newsanchor.speech.text import clean_script
+
+    assert clean_script("Good\u200b evening\x00.\n\nNews\ufeff\tnow.") == "Good evening.\n\nNews\tnow."
+
+
+def test_unreadable_letters_by_script_with_line_and_column():
+    from newsanchor.speech.text import unreadable_letters
+
+    text = "Caf\u00e9 \u00fcber na\u00efve 5% \u20ac \U0001F600\nsaid \u0434\u0430 and \u8c22"
+    assert unreadable_letters(text, ("LATIN",)) == [("\u0434", 2, 6), ("\u0430", 2, 7), ("\u8c22", 2, 13)]
+    assert unreadable_letters(text, ("LATIN", "CYRILLIC")) == [("\u8c22", 2, 13)]
+
+
+def test_script_errors_are_their_own_kind(engine):
+    from newsanchor.speech import ScriptError
+
+    with pytest.raises(ScriptError, match=r"line 1, column 5"):
+        synthesize_speech("Say \u8c22\u8c22.", engine=engine)

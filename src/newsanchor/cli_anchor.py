@@ -16,6 +16,7 @@ import typer
 from .cli import _frame_progress, _step_progress, _user_errors, app, stderr
 from .errors import NewsanchorError
 from .progress import done_of_total
+from .speech.text import MAX_SCRIPT_CHARS
 
 
 @app.command("bundle")
@@ -61,6 +62,7 @@ def synthesize_command(
     label_height: Annotated[float, typer.Option(help="Height of the label's text as a fraction of the frame height.")] = 0.035,
     no_disclosure_label: Annotated[bool, typer.Option("--no-disclosure-label", help="Leave out the visible AI-generated label (the metadata tag stays). Only for material that is labelled by other means.")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    max_chars: Annotated[int, typer.Option(help="Longest script accepted, in characters (the default is about 20 minutes of speech).")] = MAX_SCRIPT_CHARS,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -88,6 +90,10 @@ def synthesize_command(
                 text = text_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
                 raise NewsanchorError(f"{text_file}: cannot read the script ({err})") from None
+        script_source = str(text_file) if text_file is not None else "--text"
+        if text is not None and len(text) > max_chars:
+            raise NewsanchorError(f"{script_source}: the script has {len(text):,} characters, more than the limit of "
+                                  f"{max_chars:,}; split it into several videos or raise --max-chars")
         bundle = load_bundle(anchor)
         speech = None
         if audio is not None:
@@ -97,7 +103,12 @@ def synthesize_command(
         else:
             from .speech import synthesize_speech
 
-            speech = synthesize_speech(text, voice)
+            from .speech import ScriptError
+
+            try:
+                speech = synthesize_speech(text, voice)
+            except ScriptError as err:
+                raise NewsanchorError(f"{script_source}: {err}") from None
             wav = speech.waveform
         if subtitle is not None and title is None:
             raise NewsanchorError("--subtitle needs --title")
@@ -174,7 +185,7 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback requires a bearer token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes rendering jobs in parallel.")] = 1,
-    db: Annotated[Optional[str], typer.Option(help="Job database: a SQLite file (default: ANCHORS/.newsanchor-jobs.sqlite).")] = None,
+    db: Annotated[Optional[str], typer.Option(help="Job database: a SQLite file (default: ANCHORS/.newsanchor-jobs.sqlite), or postgresql://user@host/db to share one queue between machines.")] = None,
     token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
 ) -> None:

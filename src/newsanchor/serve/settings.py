@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..speech.text import MAX_SCRIPT_CHARS
+
 DB_NAME = ".newsanchor-jobs.sqlite"
 OUTPUTS_NAME = ".newsanchor-outputs"
 TOKEN_NAME = ".newsanchor-token"
 
-MAX_TEXT_CHARS = 20_000  # about 20 minutes of speech
+MAX_TEXT_CHARS = MAX_SCRIPT_CHARS  # about 20 minutes of speech
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_JSON_BYTES = 256 * 1024  # a 20,000-character script in 4-byte UTF-8 with JSON escapes fits
 MAX_AUDIO_S = 30 * 60

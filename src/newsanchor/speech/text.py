@@ -17,6 +17,7 @@ rewrites such words one for one (``Dr.`` → ``Doctor``) before they are phonemi
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Abbreviation (without its period) → spoken word, and whether it stands before a name or
 # number (and so never ends a sentence). Keys are case-sensitive: "sat." and "no." are also
@@ -47,6 +48,9 @@ _OPENERS = frozenset("""
 """.split())
 _OPENING = "\"'“‘«([{"
 _CLOSING = "\"'”’»)]}"
+# Longest script read in one video by default (the command line's --max-chars, the service's
+# limit): about 20 minutes of speech, which takes this CPU ~10 minutes to render.
+MAX_SCRIPT_CHARS = 20_000
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
@@ -139,3 +143,26 @@ def spoken_words(words: list[str]) -> list[str]:
             replacement = core[:-1]
         spoken.append(word[:start] + replacement + word[end:])
     return spoken
+
+
+# Invisible characters a script picks up from copy and paste (control codes, zero-width
+# spaces, byte-order marks): never spoken, and a NUL makes espeak-ng fail.
+def clean_script(text: str) -> str:
+    """``text`` without control and format characters (Unicode categories Cc, Cf), except the
+    line breaks and tabs that separate words and paragraphs."""
+    return "".join(ch for ch in text if ch in "\t\n\r" or unicodedata.category(ch) not in ("Cc", "Cf"))
+
+
+def unreadable_letters(text: str, scripts: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """Letters of ``text`` written in none of ``scripts`` (Unicode script names as they begin
+    character names: ``("LATIN",)`` for English), as ``(letter, line, column)``, 1-based, in order.
+
+    A voice reads such letters as their names ("Chinese letter…") or skips them: a script
+    holding them was meant for another voice. Symbols and emoji are not letters and pass (the
+    voice says what it can of them, e.g. "%" → "percent")."""
+    found: list[tuple[str, int, int]] = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        for column, ch in enumerate(line, start=1):
+            if ch.isalpha() and not unicodedata.name(ch, "").startswith(scripts):
+                found.append((ch, line_number, column))
+    return found
