@@ -397,3 +397,45 @@ def test_real_face_paste_back(real_face):
     band = (alpha > 0.05) & (alpha < 0.6)
     error = lambda out: np.abs(out[region][band].astype(float) - studio[region][band]).mean()  # noqa: E731
     assert error(matched) < 0.6 * error(plain)
+
+
+# --- burned-in captions ------------------------------------------------------------------
+
+def test_caption_burner_draws_the_cue_being_spoken_and_nothing_between_cues():
+    from newsanchor.composite.burned_captions import CaptionBurner, caption_rect
+    from newsanchor.speech.captions import Cue
+
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    burner = CaptionBurner([Cue(1.5, 3.0, "Second cue"), Cue(0.0, 1.0, "First cue\nin two lines")])
+    assert [burner.cue_at(t) for t in (0.0, 0.99, 1.2, 1.5, 2.9, 3.0)] == [0, 0, None, 1, 1, None]
+    assert burner(frame, 1.2) is frame
+    shown = burner(frame, 0.5)
+    changed = np.argwhere((shown != frame).any(axis=2))
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    x, y, w, h = caption_rect(frame.shape, burner._drawn[2].shape[:2])
+    assert (x, y) == (left, top) and (x + w - 1, y + h - 1) == (right, bottom)
+    assert abs((left + right) / 2 - 320) <= 1 and bottom < 360  # centred, inside the frame
+    assert (shown[y:y + h, x:x + w] > 200).all(axis=2).sum() > 100  # white text on the box
+
+
+def test_caption_keeps_clear_of_the_label_and_the_lower_third():
+    from newsanchor.composite.burned_captions import CaptionBurner, caption_rect
+    from newsanchor.speech.captions import Cue
+
+    frame = np.zeros((360, 640, 3), np.uint8)
+    config = DisclosureConfig(position="bottom-left")
+    label = disclosure_rect(frame.shape, config)
+    bar = lower_third_rect(frame.shape, keep_clear=[label])
+    burner = CaptionBurner([Cue(0, 1, "A rather long caption line that is wide")])
+    burner(frame, 0.5)
+    x, y, w, h = caption_rect(frame.shape, burner._drawn[2].shape[:2], keep_clear=[label, bar])
+    for rx, ry, rw, rh in (label, bar):
+        assert y + h <= ry or x + w <= rx or rx + rw <= x
+
+
+def test_caption_draws_letters_beyond_ascii_and_shrinks_long_lines():
+    from newsanchor.composite.burned_captions import render_caption
+
+    plain, accented = render_caption("cafe", 30, 600), render_caption("café", 30, 600)
+    assert plain.shape == accented.shape and not np.array_equal(plain, accented)
+    assert render_caption("x" * 200, 30, 300).shape[1] <= 300

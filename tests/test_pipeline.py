@@ -188,3 +188,18 @@ def test_unreadable_audio_is_one_line_error_naming_the_file(anchor, tmp_path, co
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "speech.wav" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "a.mp4").exists()
+
+
+def test_burned_in_captions_show_while_the_words_are_spoken(anchor, tmp_path):
+    args = ["--text", "Good evening. Here is the news.", "--json"]
+    plain = _invoke_synthesize(anchor, tmp_path / "plain.mp4", *args)
+    burned = _invoke_synthesize(anchor, tmp_path / "burned.mp4", *args, "--burn-captions")
+    assert plain.exit_code == 0 and burned.exit_code == 0, burned.output
+    with av.open(str(tmp_path / "plain.mp4")) as a, av.open(str(tmp_path / "burned.mp4")) as b:
+        frames = [(x.to_ndarray(format="rgb24").astype(int), y.to_ndarray(format="rgb24").astype(int))
+                  for x, y in zip(a.decode(video=0), b.decode(video=0))]
+    middle_rows = [np.abs(x - y)[int(0.6 * x.shape[0]):].max() for x, y in frames]
+    assert max(middle_rows) > 100  # the caption is drawn in the lower part of the picture
+    assert middle_rows[0] < 40  # not before the first word (the voice starts after a short silence)
+    refused = _invoke_synthesize(anchor, tmp_path / "c.mp4", "--audio", "x.wav", "--burn-captions")
+    assert refused.exit_code == 1 and "--burn-captions needs a script" in refused.output

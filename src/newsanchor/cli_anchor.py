@@ -52,6 +52,7 @@ def synthesize_command(
     audio: Annotated[Optional[Path], typer.Option(help="A speech recording to lip-sync instead (any audio or video file).")] = None,
     voice: Annotated[Optional[Path], typer.Option(help="Piper voice (.onnx with its .onnx.json) instead of the default.")] = None,
     captions: Annotated[Optional[Path], typer.Option(help="Also write captions of the script: .srt or .vtt (text input only).")] = None,
+    burn_captions: Annotated[bool, typer.Option("--burn-captions", help="Also draw the captions into the picture (text input only).")] = False,
     no_mouth_closure: Annotated[bool, typer.Option("--no-mouth-closure", help="Do not ease the mouth shut in pauses.")] = False,
     background: Annotated[Optional[Path], typer.Option(help="Studio image to put behind a presenter recorded against a green screen (default: the bundle's, if it has one).")] = None,
     no_background: Annotated[bool, typer.Option("--no-background", help="Keep the recorded background even if the bundle has a studio image.")] = False,
@@ -77,6 +78,8 @@ def synthesize_command(
             raise NewsanchorError("give exactly one of --text, --text-file or --audio")
         if captions is not None and audio is not None:
             raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
+        if burn_captions and audio is not None:
+            raise NewsanchorError("--burn-captions needs a script (--text or --text-file); a recording has no text")
         if captions is not None and captions.suffix.lower() not in (".srt", ".vtt"):
             raise NewsanchorError(f"{captions}: captions must be .srt or .vtt")
         if out.suffix.lower() != ".mp4":
@@ -129,7 +132,8 @@ def synthesize_command(
         except ValueError:
             raise NewsanchorError(f"--key-colour {key_colour!r}: expected R,G,B with values 0-255, e.g. 0,177,64") from None
         settings = SynthesisSettings(close_mouth=not no_mouth_closure, label=label, background=studio, key_colour=key,
-                                     lower_third=(title, subtitle) if title else None)
+                                     lower_third=(title, subtitle) if title else None,
+                                     captions=tuple(speech.cues()) if burn_captions else None)
         pipeline = AnchorPipeline(bundle, settings=settings, device=device)
         try:
             pipeline.finish(next(iter(bundle.template_frames())))  # e.g. text it cannot draw: fail before work

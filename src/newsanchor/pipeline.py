@@ -25,13 +25,15 @@ import torch
 from . import __version__, media
 from .audio2mouth.stream import MouthStreamer
 from .bundle import AnchorBundle
+from .composite.burned_captions import CaptionBurner
 from .composite.chroma import DEFAULT_KEY, chroma_key_mask, replace_background
-from .composite.overlay import DisclosureConfig, apply_disclosure, disclosure_rect, draw_lower_third
+from .composite.overlay import DisclosureConfig, apply_disclosure, disclosure_rect, draw_lower_third, lower_third_rect
 from .composite.paste import paste_back
 from .facemap.jaw import correct_jaw
 from .features.audio import MfccStats
 from .render.inputs import appearance_reference, input_uses_edges, renderer_input
 from .render.runtime import choose_runner
+from .speech.captions import Cue
 from .template import pingpong_indices
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
@@ -51,6 +53,7 @@ class SynthesisSettings:
     background: a studio image [H, W, 3] RGB put behind the presenter, keyed out of the template's
         green screen (``key_colour``), or None to keep the recorded background.
     lower_third: (title, subtitle or None) of a news caption bar, or None.
+    captions: cues to burn into the picture (``Speech.cues()``), or None.
     crf: H.264 quality (lower is better and larger).
     """
 
@@ -60,6 +63,7 @@ class SynthesisSettings:
     background: np.ndarray | None = None
     key_colour: tuple[int, int, int] = DEFAULT_KEY
     lower_third: tuple[str, str | None] | None = None
+    captions: tuple[Cue, ...] | None = None
     crf: int = 18
 
 
@@ -115,6 +119,7 @@ class AnchorPipeline:
         first_crop = next(iter(bundle.template_crops()))
         self.reference = appearance_reference(first_crop, self.template_landmarks[0])
         self.template_frames = _TemplateFrames(bundle.template_frames())
+        self.caption_burner = CaptionBurner(settings.captions) if settings.captions else None
         if len(self.template_frames) != len(self.template_landmarks):
             raise ValueError(f"{bundle.root}: template has {len(self.template_frames)} frames but "
                              f"{len(self.template_landmarks)} landmark rows")
@@ -143,18 +148,24 @@ class AnchorPipeline:
             inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
                                for i, lm in zip(indices, landmarks)])
             faces = self.runner.render(inputs)
-            for i, face, lm in zip(indices, faces, landmarks):
-                yield self.finish(paste_back(self.template_frames[int(i)], face, self.crop_box, lm))
+            for j, (i, face, lm) in enumerate(zip(indices, faces, landmarks)):
+                pasted = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
+                yield self.finish(pasted, (first + j) / self.bundle.fps)
 
-    def finish(self, frame: np.ndarray) -> np.ndarray:
-        """Studio background, lower third and disclosure label on a pasted frame [H, W, 3]."""
+    def finish(self, frame: np.ndarray, t: float = 0.0) -> np.ndarray:
+        """Studio background, lower third, burned-in caption (the cue at ``t`` seconds) and the
+        disclosure label on a pasted frame [H, W, 3]."""
         settings = self.settings
         if settings.background is not None:
             key = settings.key_colour
             frame = replace_background(frame, settings.background, chroma_key_mask(frame, key), key_colour=key)
+        keep_clear = [disclosure_rect(frame.shape, settings.label)]
         if settings.lower_third is not None:
             title, subtitle = settings.lower_third
-            frame = draw_lower_third(frame, title, subtitle, keep_clear=[disclosure_rect(frame.shape, settings.label)])
+            frame = draw_lower_third(frame, title, subtitle, keep_clear=keep_clear)
+            keep_clear.append(lower_third_rect(frame.shape, keep_clear=keep_clear))
+        if self.caption_burner is not None:
+            frame = self.caption_burner(frame, t, keep_clear)
         return apply_disclosure(frame, settings.label)
 
     def synthesize(self, wav16k: np.ndarray, out: str | Path, *,
