@@ -1,5 +1,6 @@
 """The newsroom service (serve/): the REST API against the real app, a real worker and a tiny
-bundle of real clips; the SQLite job store's claims, crash recovery and concurrency; security."""
+bundle of real clips; the SQLite job store's claims and crash recovery; security. The store
+contract itself, for SQLite and PostgreSQL alike, is in test_serve_postgres.py."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from newsanchor.serve.app import create_app
 from newsanchor.serve.security import is_loopback, resolve_token
 from newsanchor.serve.settings import ServeSettings
 from newsanchor.serve.sqlite_store import SqliteJobStore
-from newsanchor.serve.store import WorkerIdentity, open_store
+from newsanchor.serve.store import open_store
 from newsanchor.serve.worker import Worker
 from newsanchor.template import TemplateChoice
 
@@ -316,25 +317,6 @@ def test_twenty_concurrent_submissions_complete_exactly_once(service, running_wo
         assert (service.settings.outputs_dir / job_id / "video.mp4").is_file()
 
 
-def test_claims_from_several_connections_never_share_a_job(tmp_path):
-    stores = [SqliteJobStore(tmp_path / "race.sqlite") for _ in range(4)]
-    for n in range(40):
-        stores[0].create(f"{n:032x}", "grid-s1", {"input": "text", "text": "x"})
-    claimed: list[str] = []
-
-    def drain(index):
-        me = WorkerIdentity(f"w{index}", os.getpid(), socket.gethostname())
-        while (job := stores[index].claim(me)) is not None:
-            claimed.append(job.id)
-            assert stores[index].finish(job.id, me, "done")
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(drain, range(4)))
-    assert sorted(claimed) == [f"{n:032x}" for n in range(40)]
-    assert stores[0]._read("PRAGMA journal_mode")[0][0] == "wal"
-    [store.close() for store in stores]
-
-
 def test_beyond_loopback_every_route_but_the_page_needs_the_token(service, anchors_dir, tmp_path):
     app = create_app(ServeSettings(anchors_dir, host="0.0.0.0", token=TOKEN), store=service.store)
     client = TestClient(app)
@@ -386,10 +368,14 @@ def test_uploads_over_the_limit_are_refused_by_length_and_while_streaming(anchor
     app.state.store.close()
 
 
-def test_postgresql_is_refused_in_one_line(anchors_dir):
-    with pytest.raises(NewsanchorError, match="not supported yet") as caught:
-        open_store("postgresql://user:secret@db.example/news")
+def test_an_unreachable_postgresql_is_one_line_without_its_password(anchors_dir):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(NewsanchorError, match="cannot open the job database") as caught:
+        open_store(f"postgresql://user:secret@127.0.0.1:{port}/news")
     assert "secret" not in str(caught.value)
-    result = CliRunner().invoke(cli_app, ["serve", "--anchors", str(anchors_dir), "--db", "postgresql://u:pw@h/db"])
-    assert result.exit_code == 1 and "not supported yet" in result.output and "pw" not in result.output
+    result = CliRunner().invoke(cli_app, ["serve", "--anchors", str(anchors_dir), "--db", f"postgresql://u:pw@127.0.0.1:{port}/db"])
+    assert result.exit_code == 1 and f"postgresql://u@127.0.0.1:{port}/db: cannot open the job database" in result.output
+    assert "pw" not in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

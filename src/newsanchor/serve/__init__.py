@@ -2,7 +2,8 @@
 
 - ``settings``: ``ServeSettings`` (folders, host, token, limits);
 - ``store``: the ``JobStore`` interface, ``open_store(--db)``; ``sqlite_store``: the SQLite
-  implementation (WAL, atomic claims, dead-worker requeue);
+  implementation (WAL, atomic claims, dead-worker requeue); ``postgres_store``: the same in
+  PostgreSQL, for workers on several machines (``FOR UPDATE SKIP LOCKED`` claims);
 - ``worker``: ``Worker`` (claim → speech → frames → mp4 + captions, heartbeat, cancel) and the
   worker process entry point;
 - ``anchors``: the verified bundles of the anchors folder, with thumbnails;

@@ -93,7 +93,7 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
     if not anchors_dir.is_dir():
         raise NewsanchorError(f"{anchors_dir}: no such anchors folder")
     settings = ServeSettings(anchors_dir=anchors_dir, db=db, host=host)
-    store = open_store(settings.db_spec)  # a PostgreSQL URL stops here, before anything starts
+    store = open_store(settings.db_spec)  # a database that cannot be opened stops here, before anything starts
     recovered = store.recover()
     if recovered:
         log.warning("requeued %d job(s) left running by a previous server: %s", len(recovered), ", ".join(recovered))

@@ -6,9 +6,10 @@ finish them. Every state change a worker makes names the worker, so a worker tha
 (requeued after it was taken for dead, cancelled, deleted) can never overwrite what another
 worker did: the change simply does not apply and the worker learns it lost the job.
 
-Only SQLite is implemented (:mod:`.sqlite_store`). A PostgreSQL store would implement the same
-methods, claiming with ``SELECT … FOR UPDATE SKIP LOCKED``; :func:`open_store` is the one place
-that chooses an implementation from ``--db``.
+Two implementations: SQLite (:mod:`.sqlite_store`, one file, the workers of one machine) and
+PostgreSQL (:mod:`.postgres_store`, claiming with ``SELECT … FOR UPDATE SKIP LOCKED``, so workers
+on several machines can share one queue). :func:`open_store` is the one place that chooses an
+implementation from ``--db``.
 """
 
 from __future__ import annotations
@@ -157,20 +158,26 @@ class JobStore(ABC):
 
 
 def open_store(spec: str | os.PathLike[str]) -> JobStore:
-    """The store ``--db`` names: a SQLite file path (or ``sqlite:///path``).
+    """The store ``--db`` names: a PostgreSQL URL (``postgresql://user@host/db``, also
+    ``postgres://``), else a SQLite file path (or ``sqlite:///path``).
 
     Raises:
-        NewsanchorError: a PostgreSQL URL (not supported yet) or another URL scheme.
+        NewsanchorError: another URL scheme, or a database that cannot be opened.
     """
     text = os.fspath(spec)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise NewsanchorError(f"--db {scheme}://…: PostgreSQL job stores are not supported yet; give a SQLite file path")
+        from .postgres_store import PostgresJobStore
+
+        if scheme.startswith("postgresql+"):  # SQLAlchemy's postgresql+psycopg://: libpq knows no driver part
+            text = "postgresql://" + text.split("://", 1)[1]
+        return PostgresJobStore(text)
     if scheme == "sqlite":
         # as SQLAlchemy reads it: sqlite:///relative.db, sqlite:////absolute.db
         text = text.split("://", 1)[1].removeprefix("/")
     elif scheme:
-        raise NewsanchorError(f"--db {scheme}://…: unknown database URL scheme; give a SQLite file path")
+        raise NewsanchorError(f"--db {scheme}://…: unknown database URL scheme; give a PostgreSQL URL "
+                              f"(postgresql://user@host/db) or a SQLite file path")
     from .sqlite_store import SqliteJobStore
 
     return SqliteJobStore(Path(text))
