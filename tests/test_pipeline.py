@@ -203,3 +203,15 @@ def test_burned_in_captions_show_while_the_words_are_spoken(anchor, tmp_path):
     assert middle_rows[0] < 40  # not before the first word (the voice starts after a short silence)
     refused = _invoke_synthesize(anchor, tmp_path / "c.mp4", "--audio", "x.wav", "--burn-captions")
     assert refused.exit_code == 1 and "--burn-captions needs a script" in refused.output
+
+
+def test_evaluate_lipsync_scores_the_anchor_beside_the_real_recording(anchor, grid10, tmp_path):
+    recordings = [c["source"] for c in grid10.clips[4:6]]  # real GRID clips: speech and the speaker saying it
+    result = CliRunner().invoke(app, ["evaluate", "lipsync", str(anchor), *recordings,
+                                      "--out-video", str(tmp_path / "lips.mp4"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["output"]["frames"] == report["real"]["frames"] == 150
+    assert report["real"]["face_found"] == 1.0 and report["real"]["correlation"] > 0.2
+    assert set(report["checks"]) == {"face_found", "correlation", "closed_in_pauses"}
+    assert (tmp_path / "lips.mp4").is_file()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import _frame_progress, _step_progress, _user_errors, app, stderr
+from .cli import _frame_progress, _step_progress, _user_errors, app, evaluate_app, stderr
 from .errors import NewsanchorError
 from .progress import done_of_total
 from .speech.text import MAX_SCRIPT_CHARS
@@ -151,6 +151,33 @@ def synthesize_command(
         else:
             stderr.print(f"{out}: {result['frames']} frames, {result['duration_s']:.2f} s, "
                          f"{result['frames_per_s']:.1f} frames/s", markup=False, soft_wrap=True)
+
+
+@evaluate_app.command("lipsync")
+def evaluate_lipsync_command(
+    anchor: Annotated[Path, typer.Argument(help="Anchor bundle directory (`newsanchor bundle`).")],
+    recordings: Annotated[list[Path], typer.Argument(help="Speech to drive it with, joined in order: videos of a person saying it (then also the real reference) or audio files.")],
+    out_video: Annotated[Path, typer.Option("--out-video", help="Where to keep the synthesised video (mp4).")],
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Lip sync measured from outside: dlib on every output frame, mouth opening against the speech envelope, beside the real recordings."""
+    from .evaluate.lipsync import evaluate_lipsync, markdown_table
+
+    with _user_errors():
+        if out_video.suffix.lower() != ".mp4":
+            raise NewsanchorError(f"{out_video}: the output must be an .mp4 file")
+        with _frame_progress("lip sync", not quiet) as factory:
+            bars: dict = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in bars:
+                    bars[stage] = done_of_total(factory)
+                bars[stage](done, total)
+
+            result = evaluate_lipsync(anchor, recordings, out_video, device=device, progress=progress)
+        print(json.dumps(result, allow_nan=False) if as_json else markdown_table(result))
 
 
 @app.command("demo")
