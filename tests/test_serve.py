@@ -4,6 +4,8 @@ contract itself, for SQLite and PostgreSQL alike, is in test_serve_postgres.py."
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import re
@@ -153,6 +155,25 @@ def test_the_page_works_offline_and_labels_every_control(service):
     assert ids and set(ids) <= set(re.findall(r'<label[^>]*\bfor="([^"]+)"', page.text))  # ...and a label
     assert not [url for url in re.findall(r'(?:src|href)="([^"]*)"', page.text) if "//" in url]  # nothing from elsewhere
     assert [service.client.get(f"/static/{name}").status_code for name in ("app.js", "style.css")] == [200, 200]
+
+
+def test_the_api_docs_are_served_by_the_app_itself(service, anchors_dir):
+    docs = service.client.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    urls = sorted(re.findall(r'(?:src|href)="([^"]*)"', docs.text))
+    assert urls == ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "data:,"]  # no CDN
+    assert [service.client.get(url).status_code for url in urls[:2]] == [200, 200]
+    # the start-up script runs because the policy names its hash, not because inline scripts are allowed
+    csp = docs.headers["content-security-policy"]
+    inline = re.search(r"<script>(.*?)</script>", docs.text, re.DOTALL).group(1).encode()
+    assert f"'sha256-{base64.b64encode(hashlib.sha256(inline).digest()).decode()}'" in csp
+    assert "unsafe" not in csp and "default-src 'self'" in csp and len(docs.headers.get_list("content-security-policy")) == 1
+    assert service.client.get("/redoc").status_code == 404  # switched off rather than loaded from a CDN
+    # beyond loopback its files load like the page's; the docs page needs the token like the API
+    closed = TestClient(create_app(ServeSettings(anchors_dir, host="0.0.0.0", token=TOKEN), store=service.store))
+    assert closed.get("/docs/assets/swagger-ui.css").status_code == 200
+    assert closed.get("/docs").status_code == 401
+    assert closed.get("/docs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
 def test_a_script_becomes_an_mp4_with_sound_and_captions(service, running_worker):

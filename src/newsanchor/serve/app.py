@@ -1,4 +1,4 @@
-"""The newsroom web app: the page, the anchors, and the jobs' REST API (OpenAPI at /docs).
+"""The newsroom web app: the page, the anchors, and the jobs' REST API (OpenAPI at /docs, served offline).
 
 The app never renders: it checks requests, queues jobs in the store and serves what workers
 wrote. Every error is answered as ``{"error": "one line"}``; unexpected ones are logged with
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .anchors import discover_anchors
+from .docs import install_docs
 from .security import BodyTooLarge, Guard, RateLimiter, is_loopback, size_text
 from .settings import MAX_JSON_BYTES, MAX_TITLE_CHARS, ServeSettings
 from .store import JobStore, open_store
@@ -161,7 +162,7 @@ def create_app(settings: ServeSettings, store: JobStore | None = None) -> FastAP
     """
     if settings.token is None and not is_loopback(settings.host):
         raise ValueError(f"host {settings.host}: a service reachable from other machines needs a token")
-    app = FastAPI(title="newsanchor newsroom", version=__version__,
+    app = FastAPI(title="newsanchor newsroom", version=__version__, docs_url=None, redoc_url=None,  # docs.py
                   description="Queue videos of a virtual news anchor reading a script or lip-syncing a recording. "
                               "Every route but the page needs `Authorization: Bearer TOKEN` when the service "
                               "listens beyond loopback.")
@@ -173,6 +174,7 @@ def create_app(settings: ServeSettings, store: JobStore | None = None) -> FastAP
     app.include_router(router)
     app.include_router(submit_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    install_docs(app)
     _install_error_handlers(app)
     app.add_middleware(Guard, token=settings.token, max_upload=settings.max_upload_bytes, max_json=MAX_JSON_BYTES)
     return app

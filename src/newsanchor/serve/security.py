@@ -27,6 +27,14 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' bl
             "style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
+def docs_csp(inline_script_hashes: list[str]) -> str:
+    """The /docs page's policy: Swagger UI from the app's own files, its one inline start-up script
+    allowed by SHA-256 (base64), and nothing from elsewhere."""
+    allowed = " ".join(f"'sha256-{digest}'" for digest in inline_script_hashes)
+    return (f"default-src 'self'; img-src 'self' data:; script-src 'self' {allowed}; style-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
 class BodyTooLarge(Exception):
     """A request body went past its limit while it was being received."""
 
@@ -54,8 +62,9 @@ def is_loopback(host: str) -> bool:
 
 
 def is_open_path(path: str) -> bool:
-    """The page and its static files, reachable without a token."""
-    return path == "/" or path.startswith("/static/")
+    """The page, its static files and the API docs' static files (Swagger UI), reachable without
+    a token; the docs page itself and the OpenAPI description stay closed like the API."""
+    return path == "/" or path.startswith(("/static/", "/docs/assets/"))
 
 
 def resolve_token(host: str, explicit: str | None, token_file: Path, *, announce=print) -> str | None:
@@ -168,7 +177,7 @@ class Guard:
                  (b"x-frame-options", b"DENY")]
         if path.startswith("/api/"):
             extra.append((b"cache-control", b"no-store"))  # job states and outputs are private and change
-        if not path.startswith(("/docs", "/redoc")):  # FastAPI's docs pages load their own scripts
+        if path != "/docs":  # the docs page sends its own policy (see docs.py)
             extra.append((b"content-security-policy", PAGE_CSP.encode()))
 
         async def headed(message):
