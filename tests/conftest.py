@@ -56,3 +56,46 @@ def tiny_models(tmp_path_factory):
     renderer, renderer_config = build_renderer("light-256", appearance_channels=3, ngf=8, n_downsampling=2, n_blocks=1)
     save_renderer(root / "renderer", renderer, renderer_config, {"input": {"edges": True}})
     return root / "mouth", root / "renderer"
+
+
+@pytest.fixture(scope="session")
+def grid_anchor_bundle(grid10, tiny_models, tmp_path_factory) -> Path:
+    """A tiny anchor bundle of real GRID clips (untrained models, a 30-frame template), built once
+    per run; copy it into an anchors folder (it is small) rather than using it in place."""
+    from newsanchor.bundle import Presenter, build_bundle
+    from newsanchor.template import TemplateChoice
+
+    return build_bundle(grid10.root, *tiny_models, tmp_path_factory.mktemp("bundles") / "grid-s1",
+                        presenter=Presenter("GRID s1", "research licence"),
+                        template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
+
+
+@pytest.fixture
+def newsroom_dir(grid_anchor_bundle, tmp_path) -> Path:
+    """A fresh anchors folder holding the grid-s1 bundle; the service keeps its database and
+    outputs in it, so each test starts with an empty queue."""
+    import shutil
+
+    root = tmp_path / "anchors"
+    shutil.copytree(grid_anchor_bundle, root / grid_anchor_bundle.name)
+    return root
+
+
+@pytest.fixture
+def serve_processes(tmp_path):
+    """Start real ``newsanchor serve`` processes: ``start(anchors_dir, workers=1)`` → a running
+    :class:`ServeProcess`. Each runs in its own process group, so its worker processes can be
+    found and every one of them is ended at teardown, whatever the test did or how it failed."""
+    from serve_process import ServeProcess
+
+    started: list[ServeProcess] = []
+
+    def start(anchors_dir: Path, workers: int = 1) -> ServeProcess:
+        server = ServeProcess(anchors_dir, workers=workers, log_path=tmp_path / f"serve-{len(started)}.log")
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -26,7 +27,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from newsanchor.bundle import Presenter, build_bundle
 from newsanchor.cli import app as cli_app
 from newsanchor.errors import NewsanchorError
 from newsanchor.serve.anchors import discover_anchors
@@ -36,7 +36,6 @@ from newsanchor.serve.settings import ServeSettings
 from newsanchor.serve.sqlite_store import SqliteJobStore
 from newsanchor.serve.store import open_store
 from newsanchor.serve.worker import Worker
-from newsanchor.template import TemplateChoice
 
 with warnings.catch_warnings():  # this Starlette wants httpx2 for its test client; httpx still works
     warnings.simplefilter("ignore")
@@ -47,10 +46,9 @@ TOKEN = "a-test-token-long-enough"
 
 
 @pytest.fixture(scope="module")
-def anchors_dir(grid10, tiny_models, tmp_path_factory):
+def anchors_dir(grid_anchor_bundle, tmp_path_factory):
     root = tmp_path_factory.mktemp("newsroom")
-    build_bundle(grid10.root, *tiny_models, root / "grid-s1", presenter=Presenter("GRID s1", "research licence"),
-                 template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
+    shutil.copytree(grid_anchor_bundle, root / "grid-s1")
     (root / "broken").mkdir()  # refused, with a reason in the log
     (root / "broken" / "anchor.json").write_text("{}")
     return root

@@ -3,7 +3,8 @@
 Workers are separate processes (spawned, so none inherits the server's threads or sockets):
 rendering holds the CPU or GPU for seconds to minutes and must not stall the API. A small
 supervisor thread restarts a worker that died; the job it held is requeued by the next claim,
-because its process id is gone.
+because its process id is gone. SIGTERM stops the service like Ctrl-C (workers finish or are
+ended, then the server exits 0), and workers whose server was killed outright stop by themselves.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -108,8 +110,32 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
         log.info("listening beyond this machine: every API call needs Authorization: Bearer TOKEN")
     pool = WorkerPool(settings, workers, device)
     pool.start()
+    terminate_default = _stop_cleanly_on_sigterm()
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
+    except _Terminated:
+        log.info("stopped by SIGTERM")
     finally:
+        if terminate_default is not None:
+            signal.signal(signal.SIGTERM, terminate_default)  # a second SIGTERM ends the process at once
         pool.stop()
         store.close()
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind through ``finally`` like Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _stop_cleanly_on_sigterm():
+    """Make SIGTERM (a service manager's stop, ``kill PID``) unwind like Ctrl-C. uvicorn shuts
+    down gracefully on SIGTERM and then raises it again under the handler it found; with the
+    default one the process would die there, skipping ``pool.stop()`` and leaving the workers
+    running without a server. Returns the handler it replaced (None off the main thread, where
+    signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)

@@ -12,6 +12,7 @@ are written under a temporary name and renamed (``pipeline.synthesize`` and
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -76,6 +77,8 @@ class Worker:
         beat.start()
         started = time.monotonic()
         try:
+            if job.attempts > 1:
+                self._remove_partials(folder)
             video, captions = self._render(job, folder)
             if self.store.finish(job.id, self.identity, "done", video=video, captions=captions):
                 self.processed.append(job.id)
@@ -83,8 +86,8 @@ class Worker:
             else:
                 raise JobLost(job.id)
         except JobCancelled:
-            self.store.finish(job.id, self.identity, "cancelled")
-            self._remove_results(folder)
+            if self.store.finish(job.id, self.identity, "cancelled"):
+                self._remove_results(folder)
             log.info("job %s: cancelled", job.id)
         except JobLost:
             # requeued (another worker may have it now) or deleted: leave its folder to whoever
@@ -162,8 +165,9 @@ class Worker:
                 log.exception("job %s: heartbeat failed", job_id)
 
     def _fail(self, job: Job, folder: Path, message: str) -> None:
-        self.store.finish(job.id, self.identity, "failed", error=message)
-        self._remove_results(folder)
+        # a worker that lost the job (taken for dead, then woke up) leaves the files to the new owner
+        if self.store.finish(job.id, self.identity, "failed", error=message):
+            self._remove_results(folder)
         log.warning("job %s: failed: %s", job.id, message)
 
     def _public_message(self, err: NewsanchorError) -> str:
@@ -172,6 +176,15 @@ class Worker:
         for folder, shown in ((self.outputs, "job"), (self.anchors_dir, "anchors")):
             message = message.replace(str(folder.resolve()), shown).replace(str(folder), shown)
         return message
+
+    @staticmethod
+    def _remove_partials(folder: Path) -> None:
+        """An earlier attempt's worker died while writing: its hidden temporaries (see
+        ``files.write_atomic``) would stay beside the finished files forever. Only the job's
+        owner, which this worker now is, writes in its folder."""
+        for name in (VIDEO_NAME, CAPTIONS_NAME):
+            for partial in folder.glob(f".{name}.*"):
+                partial.unlink(missing_ok=True)
 
     @staticmethod
     def _remove_results(folder: Path) -> None:
@@ -217,6 +230,23 @@ def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, 
         pass
     store = open_store(db)
     try:
-        Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device).run(stop)
+        Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device).run(_StopOrOrphaned(stop))
     finally:
         store.close()
+
+
+class _StopOrOrphaned:
+    """The server's stop request, also taken as given when the server process is gone: a server
+    killed with SIGKILL asks nothing, and a worker left behind would go on taking jobs that a
+    restarted server's workers take too. Checked between jobs, like the stop request."""
+
+    def __init__(self, stop):
+        self._stop = stop
+        self._server = multiprocessing.parent_process()
+
+    def is_set(self) -> bool:
+        return self._stop.is_set() or (self._server is not None and not self._server.is_alive())
+
+    def wait(self, timeout: float) -> bool:
+        self._stop.wait(timeout)
+        return self.is_set()
