@@ -5,8 +5,11 @@
 Each length runs in its own process (so each peak RSS is its own), synthesising a speech
 recording looped to that length with an anchor bundle: by default the demo anchor (built and
 cached by ``newsanchor demo`` on first use), and ``../shared/data/speech/styletalk_intro.wav``.
-TTS is left out: this measures the pipeline from waveform to finished mp4. The last columns
-compare each length with the shortest: time should grow with the length, memory should not.
+The first table measures the pipeline from waveform to finished mp4; the last columns compare
+each length with the shortest: time should grow with the length, memory should not. The second
+splits each run's time by stage (seconds per second of output; setup: loading the bundle and
+timing the renderer paths). TTS, the one stage a text script adds, is timed on its own on a news
+paragraph, and the last line adds it to the longest run: text → finished video.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ def run_one(anchor: Path, speech: Path, seconds: float) -> dict:
 
     wav = read_audio(speech, 16000)
     wav = np.resize(wav, int(seconds * 16000)).astype(np.float32)  # loops the recording
+    started = time.perf_counter()
     pipeline = AnchorPipeline(load_bundle(anchor))
+    setup_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = pipeline.synthesize(wav, Path(tmp) / "out.mp4")
         result["wall_s"] = time.perf_counter() - started
+        result["stage_seconds"]["setup"] = setup_s
         result["mp4_mb"] = (Path(tmp) / "out.mp4").stat().st_size / 1e6
     return result
 
@@ -54,6 +60,18 @@ def measure(anchor: Path, speech: Path, seconds: float) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
     return result
+
+
+def tts_seconds_per_second() -> tuple[float, float]:
+    """(seconds of TTS work per second of speech, seconds of speech) for the demo's news script."""
+    from newsanchor.demo.build import DEMO_SCRIPT
+    from newsanchor.speech import PiperEngine, synthesize_speech
+
+    engine = PiperEngine()
+    synthesize_speech("Warm up.", engine=engine)
+    started = time.perf_counter()
+    speech = synthesize_speech(DEMO_SCRIPT * 3, engine=engine)
+    return (time.perf_counter() - started) / speech.duration, speech.duration
 
 
 def main() -> None:
@@ -80,6 +98,19 @@ def main() -> None:
               f"| {r['wall_s'] / seconds:.2f} | {r['peak_rss_mb']:.0f} | {r['mp4_mb']:.1f} "
               f"| {r['wall_s'] / base['wall_s']:.1f}× for {seconds / base_seconds:.0f}× the length "
               f"| {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |", flush=True)
+    stages = ["setup", "mouth", "maps", "render", "composite", "encode"]
+    print("\nSeconds per second of output, by stage:")
+    print("| output | " + " | ".join(stages) + " | total (× real time) |")
+    print("|---" * (len(stages) + 2) + "|")
+    for seconds, r in rows:
+        split = r["stage_seconds"]
+        print(f"| {seconds:.0f} s | " + " | ".join(f"{split.get(k, 0.0) / seconds:.3f}" for k in stages)
+              + f" | {sum(split.values()) / seconds:.2f} |")
+    tts, spoken = tts_seconds_per_second()
+    longest_s, longest = rows[-1]
+    pipeline_x = sum(longest["stage_seconds"].values()) / longest_s
+    print(f"\nTTS (piper, {spoken:.0f} s of speech): {tts:.3f} s per second of speech. Text → finished video "
+          f"at {longest_s:.0f} s: {pipeline_x + tts:.2f} × real time (target ≤ 2 for a light 256² anchor).")
 
 
 if __name__ == "__main__":

@@ -140,17 +140,29 @@ class AnchorPipeline:
         mouths = self.bundle.mouth_pca.inverse(mouth)
         return indices, correct_jaw(self.template_landmarks[indices], mouths, self.bundle.jaw)
 
-    def frames(self, mouth: np.ndarray) -> Iterator[np.ndarray]:
-        """Mouths ``[T, K]`` → finished frames ``[H, W, 3]`` uint8, streamed in batches."""
+    def frames(self, mouth: np.ndarray, stage_seconds: dict[str, float] | None = None) -> Iterator[np.ndarray]:
+        """Mouths ``[T, K]`` → finished frames ``[H, W, 3]`` uint8, streamed in batches.
+
+        ``stage_seconds``, if given, accumulates the time spent in ``maps`` (landmarks, jaw
+        correction, facial maps), ``render`` and ``composite`` (paste-back and overlays)."""
         batch = self.settings.batch_size
+        timing = stage_seconds if stage_seconds is not None else {}
         for first in range(0, len(mouth), batch):
+            started = time.perf_counter()
             indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
             inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
                                for i, lm in zip(indices, landmarks)])
+            mapped = time.perf_counter()
             faces = self.runner.render(inputs)
+            rendered = time.perf_counter()
+            timing["maps"] = timing.get("maps", 0.0) + mapped - started
+            timing["render"] = timing.get("render", 0.0) + rendered - mapped
             for j, (i, face, lm) in enumerate(zip(indices, faces, landmarks)):
+                started = time.perf_counter()
                 pasted = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
-                yield self.finish(pasted, (first + j) / self.bundle.fps)
+                finished = self.finish(pasted, (first + j) / self.bundle.fps)
+                timing["composite"] = timing.get("composite", 0.0) + time.perf_counter() - started
+                yield finished
 
     def finish(self, frame: np.ndarray, t: float = 0.0) -> np.ndarray:
         """Studio background, lower third, burned-in caption (the cue at ``t`` seconds) and the
@@ -173,17 +185,19 @@ class AnchorPipeline:
         """Write the video of ``wav16k`` ``[S]`` float32 16 kHz to ``out`` (atomically).
 
         Returns ``{"video", "frames", "fps", "duration_s", "audio_duration_s", "seconds",
-        "frames_per_s", "renderer_path"}``.
+        "frames_per_s", "renderer_path", "stage_seconds"}``; ``stage_seconds`` splits the time
+        into ``mouth``, ``maps``, ``render``, ``composite`` and ``encode`` (the H.264/AAC writer).
         """
         started = time.perf_counter()
         wav16k = np.asarray(wav16k, dtype=np.float32)
         mouth = self.mouth_trajectory(wav16k)
+        stages = {"mouth": time.perf_counter() - started}
         total = len(mouth)
         done = 0
 
         def counted() -> Iterator[np.ndarray]:
             nonlocal done
-            for frame in self.frames(mouth):
+            for frame in self.frames(mouth, stages):
                 yield frame
                 done += 1
                 if on_frames and (done % self.settings.batch_size == 0 or done == total):
@@ -194,7 +208,8 @@ class AnchorPipeline:
         written = media.write_video(out, counted(), self.bundle.fps, audio=wav16k, crf=self.settings.crf,
                                     metadata=metadata)
         seconds = time.perf_counter() - started
+        stages["encode"] = max(0.0, seconds - sum(stages.values()))
         return {"video": str(out), "frames": written, "fps": self.bundle.fps,
                 "duration_s": written / self.bundle.fps, "audio_duration_s": len(wav16k) / 16000,
                 "seconds": round(seconds, 2), "frames_per_s": round(written / max(seconds, 1e-9), 2),
-                "renderer_path": self.runner.path}
+                "renderer_path": self.runner.path, "stage_seconds": {k: round(v, 3) for k, v in stages.items()}}
