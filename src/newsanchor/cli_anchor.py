@@ -191,16 +191,18 @@ def demo_command(
     """Offline demo: build an anchor from a synthetic actor (first run 15–20 min on 2 cores, cached) and make it read the news."""
     from .demo.build import DEMO_SCRIPT, DemoHooks, run_demo
 
+    started = time.perf_counter()
+
     def stage(name: str) -> None:
         if not quiet:
-            stderr.print(f"demo: {name}", markup=False, soft_wrap=True)
+            elapsed = int(time.perf_counter() - started)
+            stderr.print(f"demo [{elapsed // 60}:{elapsed % 60:02d}]: {name}", markup=False, soft_wrap=True)
 
     hooks = DemoHooks(stage=stage, frames=lambda label: _frame_progress(label, not quiet),
                       steps=lambda label: _step_progress(label, quiet))
     with _user_errors():
         if out.suffix.lower() != ".mp4":
             raise NewsanchorError(f"{out}: the output must be an .mp4 file")
-        started = time.perf_counter()
         result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
         result["total_seconds"] = round(time.perf_counter() - started, 1)
         if as_json:
