@@ -398,3 +398,15 @@ def test_an_unreachable_postgresql_is_one_line_without_its_password(anchors_dir)
     assert result.exit_code == 1 and f"postgresql://u@127.0.0.1:{port}/db: cannot open the job database" in result.output
     assert "pw" not in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_captions_can_be_burned_into_the_picture(service, running_worker):
+    pictures = {}
+    for burn in (False, True):
+        created = post_text(service.client, burn_captions=burn)
+        job, _ = wait_done(service.client, created.json()["id"])
+        assert job["status"] == "done", job
+        with av.open(io.BytesIO(service.client.get(job["video"]).content)) as container:
+            pictures[burn] = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    lower_part_differs = [np.abs(a - b)[a.shape[0] // 2:].max() > 100 for a, b in zip(pictures[False], pictures[True])]
+    assert any(lower_part_differs)

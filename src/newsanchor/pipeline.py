@@ -124,6 +124,11 @@ class AnchorPipeline:
             raise ValueError(f"{bundle.root}: template has {len(self.template_frames)} frames but "
                              f"{len(self.template_landmarks)} landmark rows")
 
+    def set_settings(self, settings: SynthesisSettings) -> None:
+        """Use other settings for the next videos (the models and template stay loaded)."""
+        self.settings = settings
+        self.caption_burner = CaptionBurner(settings.captions) if settings.captions else None
+
     def mouth_trajectory(self, wav16k: np.ndarray) -> np.ndarray:
         """``[S]`` float32 16 kHz → PCA mouths ``[T, K]``, ``T = ceil(S / 640)``.
 

@@ -107,7 +107,7 @@ async def _text_job(request: Request) -> tuple[str, dict]:
         raise _bad(422, "text: nothing to speak (no letters or digits)")
     _check_title(payload.title, payload.subtitle)
     return anchor, {"input": "text", "text": payload.text, "title": payload.title, "subtitle": payload.subtitle,
-                    "captions": payload.captions}
+                    "captions": payload.captions, "burn_captions": payload.burn_captions}
 
 
 def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, str]:

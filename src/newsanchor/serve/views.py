@@ -37,6 +37,7 @@ class TextJobRequest(BaseModel):
     title: str | None = Field(None, description="Lower-third title (printable ASCII).")
     subtitle: str | None = Field(None, description="Lower-third second line (needs a title).")
     captions: bool = Field(True, description="Also write WebVTT captions of the script.")
+    burn_captions: bool = Field(False, description="Also draw the captions into the picture.")
 
 
 class JobCreated(BaseModel):

@@ -127,7 +127,9 @@ class Worker:
             wav = speech.waveform
         title = request.get("title")
         # the pipeline is kept per anchor; only the lower third differs between jobs
-        pipeline.settings = replace(base, lower_third=(title, request.get("subtitle")) if title else None)
+        burned = tuple(speech.cues()) if speech is not None and request.get("burn_captions") else None
+        pipeline.set_settings(replace(base, lower_third=(title, request.get("subtitle")) if title else None,
+                                      captions=burned))
         report(SPEECH_SHARE, "rendering")
         folder.mkdir(parents=True, exist_ok=True)
         rendering = time.monotonic()

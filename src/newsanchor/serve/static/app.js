@@ -164,6 +164,7 @@ async function submitJob(event) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify({
       anchor: chosen.value, text, title: title || null, subtitle: subtitle || null, captions: $("captions").checked,
+      burn_captions: $("burn-captions").checked,
     });
   }
   pendingKey = pendingKey || randomKey();
