@@ -214,4 +214,6 @@ def test_evaluate_lipsync_scores_the_anchor_beside_the_real_recording(anchor, gr
     assert report["output"]["frames"] == report["real"]["frames"] == 150
     assert report["real"]["face_found"] == 1.0 and report["real"]["correlation"] > 0.2
     assert set(report["checks"]) == {"face_found", "correlation", "closed_in_pauses"}
+    assert [r["output"]["frames"] for r in report["per_recording"]] == [75, 75]
+    assert all(r["real"]["face_found"] == 1.0 for r in report["per_recording"])
     assert (tmp_path / "lips.mp4").is_file()

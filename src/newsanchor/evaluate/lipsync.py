@@ -215,6 +215,28 @@ def _without_nan(value):
     return value
 
 
+def per_recording_table(result: dict) -> str:
+    """One row per recording of :func:`evaluate_lipsync`'s result, and a last row for all joined."""
+    def cell(value, fmt):
+        return "—" if value is None else format(value, fmt)
+
+    def verdicts(checks):
+        return ", ".join(f"{name.replace('_', ' ')}: {'—' if ok is None else ('met' if ok else 'NOT met')}"
+                         for name, ok in checks.items())
+
+    lines = ["| recording | frames | face found | r output | r real | output/real | pause opening output (max) | checks |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, item in [(Path(r["recording"]).name, r) for r in result["per_recording"]] + [("all joined", result)]:
+        out, real = item["output"], item["real"] or {}
+        ratio = (out["correlation"] / real["correlation"]
+                 if out.get("correlation") is not None and real.get("correlation") else None)
+        lines.append(f"| {name} | {out['frames']} | {cell(out['face_found'], '.1%')} | {cell(out['correlation'], '.3f')} "
+                     f"| {cell(real.get('correlation'), '.3f')} | {cell(ratio, '.0%')} "
+                     f"| {cell(out['pause_opening'], '.4f')} ({cell(item['targets']['pause_opening_max'], '.4f')}) "
+                     f"| {verdicts(item['checks'])} |")
+    return "\n".join(lines)
+
+
 def markdown_table(result: dict) -> str:
     """The report as a small markdown table: output beside the real recording, and the checks."""
     out, real, targets, checks = result["output"], result["real"] or {}, result["targets"], result["checks"]
@@ -272,7 +294,8 @@ def evaluate_lipsync(anchor: Path, recordings: list[Path], out_video: Path, *, d
     ``out_video``, and score it beside the recordings themselves when they are videos of a face.
 
     ``progress(stage, done, total)`` is called as frames are synthesised and measured.
-    Returns :func:`report`'s dict plus ``video`` and ``recordings``.
+    Returns :func:`report`'s dict of all recordings joined, plus ``video``, ``recordings`` and
+    ``per_recording`` (each recording's own :func:`report`, its stretch of the output beside it).
     """
     from ..bundle import load_bundle
     from ..pipeline import AnchorPipeline
@@ -292,11 +315,23 @@ def evaluate_lipsync(anchor: Path, recordings: list[Path], out_video: Path, *, d
             progress(stage, done[0], n)
         return tick
 
-    output = lipsync_scores(measure_video(out_video, on_frame=counter("measure output", total)))
-    real = None
+    output_track = measure_video(out_video, on_frame=counter("measure output", total))
+    real_tracks = None
     if all_video:
         tick = counter("measure recordings", total)
-        track = LipSyncTrack.concatenate(measure_video(path, on_frame=tick) for path in recordings)
-        if track.found.any():
-            real = lipsync_scores(track)
-    return {**report(output, real), "video": str(out_video), "recordings": [str(p) for p in recordings]}
+        real_tracks = [measure_video(path, on_frame=tick) for path in recordings]
+    per_recording = []
+    start = 0
+    for index, (path, n) in enumerate(zip(recordings, frames)):
+        part = LipSyncTrack(*(getattr(output_track, name)[start:start + n] for name in ("found", "opening", "envelope")))
+        start += n
+        own = real_tracks[index] if real_tracks is not None else None
+        per_recording.append({"recording": str(path), **report(lipsync_scores(part), _scores_if_face(own))})
+    real = _scores_if_face(LipSyncTrack.concatenate(real_tracks)) if real_tracks is not None else None
+    return {**report(lipsync_scores(output_track), real), "video": str(out_video),
+            "recordings": [str(p) for p in recordings], "per_recording": per_recording}
+
+
+def _scores_if_face(track: LipSyncTrack | None) -> LipSyncScores | None:
+    """Scores of a real recording's track, or None when it shows no face to compare with."""
+    return lipsync_scores(track) if track is not None and track.found.any() else None

@@ -1,0 +1,86 @@
+"""Lip sync of a GRID s1 anchor driven by speech no model was trained on (issue: text → video).
+
+    .venv/bin/python benchmarks/lipsync_results.py DATASET MOUTH_RUN RENDERER_RUN [--clips 20] [--out DIR]
+
+Bundles an anchor from a prepared GRID s1 dataset and trained runs (``newsanchor bundle``), then
+with ``newsanchor evaluate lipsync``'s code:
+
+1. drives it with the speech of ``--clips`` whole clips of the dataset's held-out test split
+   (never seen in training), joined, and scores the output beside the real recordings of that
+   speech (the speaker saying it): face found by an independent dlib detector in every frame,
+   correlation of mouth opening with the speech envelope (target ≥ 80% of the real one), and the
+   mouth in pauses;
+2. drives it with the speech of every talking-head clip in ../shared/data/clips (other people,
+   rooms and microphones: news addresses, interviews, a 1080p studio), joined, and scores each
+   clip's stretch of the output beside that clip's own speaker saying it.
+
+Writes ``benchmarks/results/lipsync.json`` and ``lipsync_tables.md`` and prints the tables; the
+videos go to ``--out`` (default: runs/lipsync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS = ROOT.parent / "shared" / "data" / "clips"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_clip_sources(dataset: Path, count: int) -> list[Path]:
+    """Source files of ``count`` whole test-split clips, evenly spread over the split."""
+    from newsanchor.dataset import PreparedDataset
+    from newsanchor.train.mouth_data import dataset_split
+
+    prepared = PreparedDataset(dataset)
+    frames = {c["id"]: c["frames"] for c in prepared.clips}
+    whole = [s.clip for s in dataset_split(prepared)["test"] if s.start == 0 and s.stop == frames[s.clip]]
+    if len(whole) < count:
+        raise SystemExit(f"{dataset}: only {len(whole)} whole test clips")
+    chosen = [whole[round(i * (len(whole) - 1) / max(count - 1, 1))] for i in range(count)]
+    sources = {c["id"]: Path(c["source"]) for c in prepared.clips}
+    return [sources[clip] for clip in chosen]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("mouth", type=Path)
+    parser.add_argument("renderer", type=Path)
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "lipsync")
+    args = parser.parse_args()
+
+    from newsanchor.evaluate.lipsync import evaluate_lipsync, markdown_table, per_recording_table
+
+    anchor = args.out / "anchor_grid_s1"
+    if not (anchor / "anchor.json").is_file():
+        subprocess.run([str(Path(sys.executable).parent / "newsanchor"), "bundle", "--dataset", str(args.dataset),
+                        "--mouth", str(args.mouth), "--renderer", str(args.renderer), "--out", str(anchor),
+                        "--presenter", "GRID corpus speaker s1",
+                        "--consent", "GRID audiovisual corpus (CC BY 4.0), recorded for speech research; used here to test"],
+                       check=True)
+    recordings = test_clip_sources(args.dataset, args.clips)
+    grid = evaluate_lipsync(anchor, recordings, args.out / "grid_test_clips.mp4")
+    results = {"anchor": {"dataset": str(args.dataset), "mouth": str(args.mouth), "renderer": str(args.renderer)},
+               "grid_test_clips": grid}
+    tables = [f"### GRID s1 anchor, driven by {len(recordings)} held-out GRID test clips "
+              f"({grid['output']['frames'] / 25:.0f} s), joined\n", markdown_table(grid),
+              "\nEach clip's stretch of the output beside the clip itself:\n", per_recording_table(grid)]
+    others = sorted(CLIPS.glob("*.mp4"))
+    joined = evaluate_lipsync(anchor, others, args.out / "other_speakers.mp4")
+    results["other_speakers"] = joined
+    tables += [f"\n### The same anchor driven by {len(others)} clips of other speakers "
+               f"({joined['output']['frames'] / 25:.0f} s), each beside its own speaker\n", per_recording_table(joined)]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "lipsync.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    (RESULTS / "lipsync_tables.md").write_text("\n".join(tables) + "\n")
+    print("\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
