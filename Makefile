@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo serve-demo test test-all bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 ## The offline demo: builds an anchor from a synthetic actor (first run 15–20 min on 2 cores, then cached: seconds), writes demo.mp4
 demo: setup
 	$(BIN)/newsanchor demo --out demo.mp4
+
+## The newsroom service on this machine with the demo anchor (built first if needed): http://127.0.0.1:8000/
+serve-demo: demo
+	$(BIN)/newsanchor serve --anchors "$$($(BIN)/python -c 'from newsanchor.demo.build import demo_cache; print(demo_cache())')"
 
 ## Fast tests (seconds to a minute; no slow real-recording runs)
 test: setup
