@@ -1,6 +1,6 @@
 """End-to-end synthesis: wall time and peak memory for outputs of several lengths, side by side.
 
-    .venv/bin/python benchmarks/end_to_end.py [--anchor DIR] [--speech FILE] [--durations 10,60,600]
+    .venv/bin/python benchmarks/end_to_end.py [--anchor DIR] [--speech FILE] [--durations 10,60,600] [--compile]
 
 Each length runs in its own process (so each peak RSS is its own), synthesising a speech
 recording looped to that length with an anchor bundle: by default the demo anchor (built and
@@ -9,7 +9,9 @@ The first table measures the pipeline from waveform to finished mp4; the last co
 each length with the shortest: time should grow with the length, memory should not. The second
 splits each run's time by stage (seconds per second of output; setup: loading the bundle and
 timing the renderer paths). TTS, the one stage a text script adds, is timed on its own on a news
-paragraph, and the last line adds it to the longest run: text → finished video.
+paragraph, and the last line adds it to the longest run: text → finished video. With
+``--compile`` every length also runs with the renderer compiled (``synthesize --compile``), side
+by side; its set-up then includes the compilation.
 """
 
 from __future__ import annotations
@@ -29,30 +31,34 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech" / "styletalk_intro.wav"
 
 
-def run_one(anchor: Path, speech: Path, seconds: float) -> dict:
+def run_one(anchor: Path, speech: Path, seconds: float, compiled: bool = False) -> dict:
     """In this process: synthesise ``seconds`` of video; returns the pipeline's summary."""
     from newsanchor.bundle import load_bundle
     from newsanchor.media import read_audio
-    from newsanchor.pipeline import AnchorPipeline
+    from newsanchor.pipeline import AnchorPipeline, SynthesisSettings
 
     wav = read_audio(speech, 16000)
     wav = np.resize(wav, int(seconds * 16000)).astype(np.float32)  # loops the recording
     started = time.perf_counter()
-    pipeline = AnchorPipeline(load_bundle(anchor))
+    pipeline = AnchorPipeline(load_bundle(anchor), settings=SynthesisSettings(compile_renderer=compiled))
+    size, channels = pipeline.bundle.size, pipeline.renderer_config.input_channels
+    pipeline.runner.forward(np.zeros((1, channels, size, size), np.float32))  # compiles, if asked to
     setup_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = pipeline.synthesize(wav, Path(tmp) / "out.mp4")
         result["wall_s"] = time.perf_counter() - started
         result["stage_seconds"]["setup"] = setup_s
+        result["renderer"] = result["renderer_path"] + (" compiled" if compiled else "")
         result["mp4_mb"] = (Path(tmp) / "out.mp4").stat().st_size / 1e6
     return result
 
 
-def measure(anchor: Path, speech: Path, seconds: float) -> dict:
+def measure(anchor: Path, speech: Path, seconds: float, compiled: bool = False) -> dict:
     """Run :func:`run_one` in a child process; add its peak resident memory."""
     child = subprocess.Popen([sys.executable, __file__, "--one", str(seconds), "--anchor", str(anchor),
-                              "--speech", str(speech)], stdout=subprocess.PIPE, text=True)
+                              "--speech", str(speech)] + (["--compile"] if compiled else []),
+                             stdout=subprocess.PIPE, text=True)
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
@@ -79,32 +85,37 @@ def main() -> None:
     parser.add_argument("--anchor", type=Path, help="anchor bundle (default: the demo anchor)")
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     parser.add_argument("--durations", default="10,60,600", help="output lengths in seconds")
+    parser.add_argument("--compile", action="store_true", help="also run every length with the renderer compiled")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.anchor, args.speech, args.one)))
+        print(json.dumps(run_one(args.anchor, args.speech, args.one, args.compile)))
         return
     if args.anchor is None:
         from newsanchor.demo.build import build_demo_anchor
 
         args.anchor = build_demo_anchor()
-    rows = [(float(s), measure(args.anchor, args.speech, float(s))) for s in args.durations.split(",")]
+    rows = []
+    for s in args.durations.split(","):
+        rows.append((float(s), measure(args.anchor, args.speech, float(s))))
+        if args.compile:
+            rows.append((float(s), measure(args.anchor, args.speech, float(s), compiled=True)))
     base_seconds, base = rows[0]
-    print(f"anchor {args.anchor} ({rows[0][1]['renderer_path']} renderer path), speech {args.speech.name}")
-    print("| output | frames | wall (s) | frames/s | × real time | peak RSS (MB) | mp4 (MB) | time vs shortest | RSS vs shortest |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"anchor {args.anchor}, speech {args.speech.name}")
+    print("| output | renderer | frames | wall (s) | frames/s | × real time | peak RSS (MB) | mp4 (MB) | time vs shortest | RSS vs shortest |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds, r in rows:
-        print(f"| {seconds:.0f} s | {r['frames']} | {r['wall_s']:.1f} | {r['frames'] / r['wall_s']:.1f} "
+        print(f"| {seconds:.0f} s | {r['renderer']} | {r['frames']} | {r['wall_s']:.1f} | {r['frames'] / r['wall_s']:.1f} "
               f"| {r['wall_s'] / seconds:.2f} | {r['peak_rss_mb']:.0f} | {r['mp4_mb']:.1f} "
               f"| {r['wall_s'] / base['wall_s']:.1f}× for {seconds / base_seconds:.0f}× the length "
               f"| {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |", flush=True)
     stages = ["setup", "mouth", "maps", "render", "composite", "encode"]
     print("\nSeconds per second of output, by stage:")
-    print("| output | " + " | ".join(stages) + " | total (× real time) |")
-    print("|---" * (len(stages) + 2) + "|")
+    print("| output | renderer | " + " | ".join(stages) + " | total (× real time) |")
+    print("|---" * (len(stages) + 3) + "|")
     for seconds, r in rows:
         split = r["stage_seconds"]
-        print(f"| {seconds:.0f} s | " + " | ".join(f"{split.get(k, 0.0) / seconds:.3f}" for k in stages)
+        print(f"| {seconds:.0f} s | {r['renderer']} | " + " | ".join(f"{split.get(k, 0.0) / seconds:.3f}" for k in stages)
               + f" | {sum(split.values()) / seconds:.2f} |")
     tts, spoken = tts_seconds_per_second()
     longest_s, longest = rows[-1]

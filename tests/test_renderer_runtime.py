@@ -95,3 +95,27 @@ def test_onnx_path_needs_an_exported_file(tiny_model):
         RendererRunner(tiny_model, "onnx")
     with pytest.raises(ValueError, match="path"):
         RendererRunner(tiny_model, "int8")
+
+
+@pytest.mark.slow
+def test_compiled_runner_pads_to_its_one_batch_shape_and_matches_eager(tiny_model, inputs):
+    eager = RendererRunner(tiny_model, "fp32")
+    compiled = RendererRunner(tiny_model, "fp32", compile_batch=len(inputs) + 1)
+    for batch in (inputs, inputs[:1]):  # smaller than the compiled shape: padded, then cut
+        np.testing.assert_allclose(compiled.forward(batch).numpy(), eager.forward(batch).numpy(), atol=1e-4)
+    assert compiled._compiled is not None  # still compiled: one shape, no fallback
+
+
+def test_a_compiler_failure_falls_back_to_eager_with_a_warning(tiny_model, inputs, monkeypatch, caplog):
+    def broken(model, **_):
+        def run(x):
+            raise RuntimeError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    runner = RendererRunner(tiny_model, "fp32", compile_batch=len(inputs))
+    expected = RendererRunner(tiny_model, "fp32").forward(inputs)
+    np.testing.assert_array_equal(runner.forward(inputs).numpy(), expected.numpy())
+    assert runner._compiled is None and "compiling failed" in caplog.text
+    runner, _ = choose_runner(tiny_model, inputs.shape[-1], batch=len(inputs), compiled=True)
+    assert runner.compile_batch == len(inputs)

@@ -22,6 +22,8 @@ import torch
 from ..errors import NewsanchorError
 from ..files import write_atomic
 
+log = logging.getLogger("newsanchor.render")
+
 
 def bf16_is_fast(device: torch.device | str) -> bool:
     """Whether bf16 autocast is the fast path on ``device``."""
@@ -98,10 +100,16 @@ class RendererRunner:
     (no per-layer casts as under autocast: 0.39 s against 0.57 s for a light-256 batch of 4 on
     the development CPU, at 44.9 dB PSNR against fp32 output; channels-last was slower there, 0.45 s).
     ``onnx``: ONNX Runtime (fp32) on an exported file (CPU). The caller's model is not modified.
+
+    ``compile_batch``: for fp32/bf16, run the model through ``torch.compile`` with batches padded
+    to this size (one shape, one compilation). Compiling takes ~40 s once per process (less when
+    the compiler's disk cache has it) and makes a light-256 bf16 batch 1.4× faster on the
+    development CPU (0.088 against 0.124 s a frame); where compiling fails (no C++ compiler),
+    it warns once and runs eagerly.
     """
 
     def __init__(self, model: torch.nn.Module, path: str = "fp32", *, device: torch.device | str = "cpu",
-                 onnx_file: str | Path | None = None, threads: int | None = None):
+                 onnx_file: str | Path | None = None, threads: int | None = None, compile_batch: int | None = None):
         if path not in PATHS:
             raise ValueError(f"inference path must be one of {', '.join(PATHS)}, got {path!r}")
         self.path, self.device = path, torch.device(device)
@@ -109,7 +117,9 @@ class RendererRunner:
         self.session = None
         if path == "bf16":
             self.model = copy.deepcopy(self.model).to(torch.bfloat16)
-        elif path == "onnx":
+        self.compile_batch = compile_batch if path != "onnx" else None
+        self._compiled = torch.compile(self.model, dynamic=False) if self.compile_batch else None
+        if path == "onnx":
             if self.device.type != "cpu":
                 raise ValueError("the onnx path runs on the CPU")
             if onnx_file is None:
@@ -128,7 +138,16 @@ class RendererRunner:
             x = inputs.numpy() if torch.is_tensor(inputs) else np.ascontiguousarray(inputs, dtype=np.float32)
             return torch.from_numpy(self.session.run(None, {"x": x})[0])
         dtype = torch.bfloat16 if self.path == "bf16" else torch.float32
-        return self.model(torch.as_tensor(inputs).to(self.device, dtype)).float().cpu()
+        x = torch.as_tensor(inputs).to(self.device, dtype)
+        if self._compiled is not None and len(x) <= self.compile_batch:
+            padded = torch.cat([x, x.new_zeros((self.compile_batch - len(x), *x.shape[1:]))]) if len(x) < self.compile_batch else x
+            try:
+                return self._compiled(padded)[:len(x)].float().cpu()
+            except Exception as err:  # e.g. no C++ compiler on this machine: eager is still correct
+                log.warning("renderer: compiling failed (%s: %s); running uncompiled", type(err).__name__,
+                            str(err).splitlines()[0] if str(err) else "")
+                self._compiled = None
+        return self.model(x).float().cpu()
 
     @torch.inference_mode()
     def render(self, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -149,16 +168,19 @@ def seconds_per_batch(runner: RendererRunner, inputs: np.ndarray, repeat: int = 
 
 
 def choose_runner(model: torch.nn.Module, size: int, *, device: torch.device | str = "cpu", batch: int = 4,
-                  onnx_file: str | Path | None = None) -> tuple[RendererRunner, dict[str, float]]:
+                  onnx_file: str | Path | None = None, compiled: bool = False) -> tuple[RendererRunner, dict[str, float]]:
     """The fastest inference path for this model on this machine, by measurement.
 
     On CUDA: bf16 where supported (no timing needed). On the CPU: fp32 and bf16 are timed on a
     zero batch ``[batch, C, size, size]`` (two warm runs each, ~1 s for light-256), and ONNX Runtime
-    too when an exported ``onnx_file`` is given. Returns ``(runner, {path: seconds per batch})``.
+    too when an exported ``onnx_file`` is given. With ``compiled``, the chosen PyTorch path is
+    returned compiled for batches of ``batch`` (the timings are of the eager paths).
+    Returns ``(runner, {path: seconds per batch})``.
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return RendererRunner(model, "bf16" if bf16_is_fast(device) else "fp32", device=device), {}
+        path = "bf16" if bf16_is_fast(device) else "fp32"
+        return RendererRunner(model, path, device=device, compile_batch=batch if compiled else None), {}
     inputs = np.zeros((batch, model.config.input_channels, size, size), np.float32)
     timings: dict[str, float] = {}
     best: RendererRunner | None = None
@@ -169,4 +191,6 @@ def choose_runner(model: torch.nn.Module, size: int, *, device: torch.device | s
         timings[path] = seconds_per_batch(runner, inputs, repeat=2)
         if best is None or timings[path] < timings[best.path]:
             best = runner
+    if compiled and best.path != "onnx":
+        best = RendererRunner(model, best.path, device=device, compile_batch=batch)
     return best, timings

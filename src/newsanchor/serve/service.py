@@ -30,8 +30,9 @@ STOP_GRACE_S = 10.0
 class WorkerPool:
     """N worker processes; restarts any that exit while the pool runs."""
 
-    def __init__(self, settings: ServeSettings, count: int, device: str | None = None):
+    def __init__(self, settings: ServeSettings, count: int, device: str | None = None, *, compile_renderer: bool = False):
         self.settings, self.count, self.device = settings, count, device
+        self.compile_renderer = compile_renderer
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._halt = threading.Event()
@@ -44,7 +45,7 @@ class WorkerPool:
         process = self._context.Process(
             target=worker_process_main, name=f"newsanchor-worker-{index}",
             args=(self.settings.db_spec, str(self.settings.anchors_dir), str(self.settings.outputs_dir),
-                  f"w{index}", self._stop, self.device))
+                  f"w{index}", self._stop, self.device, self.compile_renderer))
         process.start()
         self._processes[index] = process
         log.info("worker w%d started (pid %d)", index, process.pid)
@@ -78,7 +79,8 @@ class WorkerPool:
 
 
 def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-                db: str | None = None, token: str | None = None, device: str | None = None) -> None:
+                db: str | None = None, token: str | None = None, device: str | None = None,
+                compile_renderer: bool = False) -> None:
     """Serve the newsroom until interrupted.
 
     Raises:
@@ -108,7 +110,7 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
                               f"see the log lines above for why any were skipped)")
     if not is_loopback(host):
         log.info("listening beyond this machine: every API call needs Authorization: Bearer TOKEN")
-    pool = WorkerPool(settings, workers, device)
+    pool = WorkerPool(settings, workers, device, compile_renderer=compile_renderer)
     pool.start()
     terminate_default = _stop_cleanly_on_sigterm()
     try:
