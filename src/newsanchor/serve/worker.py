@@ -126,7 +126,7 @@ class Worker:
             speech = synthesize_speech(request["text"], engine=self._speech_engine())
             wav = speech.waveform
         title = request.get("title")
-        # the pipeline is kept per anchor; only the lower third differs between jobs
+        # the pipeline is kept per anchor; only the lower third and burned-in captions differ between jobs
         burned = tuple(speech.cues()) if speech is not None and request.get("burn_captions") else None
         pipeline.set_settings(replace(base, lower_third=(title, request.get("subtitle")) if title else None,
                                       captions=burned))
