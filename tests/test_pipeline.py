@@ -217,3 +217,11 @@ def test_evaluate_lipsync_scores_the_anchor_beside_the_real_recording(anchor, gr
     assert [r["output"]["frames"] for r in report["per_recording"]] == [75, 75]
     assert all(r["real"]["face_found"] == 1.0 for r in report["per_recording"])
     assert (tmp_path / "lips.mp4").is_file()
+
+
+def test_synthesize_with_a_compiled_renderer_gives_the_same_video_length(anchor, tmp_path):
+    result = _invoke_synthesize(anchor, tmp_path / "a.mp4", "--text", "Good evening.", "--compile", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert abs(summary["duration_s"] - summary["audio_duration_s"]) <= 1 / 25
+    assert set(summary["stage_seconds"]) == {"mouth", "maps", "render", "composite", "encode"}
