@@ -75,3 +75,18 @@ def test_two_processes_train_a_step_with_distributed_data_parallel(grid10, tmp_p
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "train_state.json").read_text())["counters"]["step"] == 2
+
+
+def test_the_command_line_chooses_the_decoder_upsampling(grid10, tmp_path):
+    from typer.testing import CliRunner
+
+    from newsanchor.cli import app
+
+    args = ["train", "renderer", str(grid10.root), "--out", str(tmp_path / "run"), "--max-steps", "1",
+            "--batch-size", "1", "--loader-workers", "0", "--device", "cpu", "-q"]
+    refused = CliRunner().invoke(app, [*args, "--upsample", "bilinear"])
+    assert refused.exit_code == 1 and "--upsample bilinear" in refused.output and not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, [*args, "--upsample", "transposed"])
+    assert result.exit_code == 0, result.output
+    _, config, _ = load_renderer(tmp_path / "run", "cpu")
+    assert config.upsample == "transposed"
