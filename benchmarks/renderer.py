@@ -1,12 +1,15 @@
 """Renderer inference speed: frames/s of each config by each inference path, against the
 machine's matrix-multiply peak measured in the same run.
 
-    .venv/bin/python benchmarks/renderer.py [--configs light-256,full-512] [--repeat 3] [--threads N]
+    .venv/bin/python benchmarks/renderer.py [--configs light-256,full-512] [--upsample nearest,transposed]
+        [--compile] [--repeat 3] [--threads N]
 
 Random weights (speed does not depend on them). Paths (``render.runtime``): fp32 eager PyTorch,
 bf16 weights and activations, ONNX Runtime (fp32) on an exported file. FLOPs are counted from
 the convolutions (``render.pix2pixhd.renderer_gflops``). "vs fp32" is the PSNR of each path's
 output against the fp32 output (what the faster arithmetic costs in image quality).
+``--upsample`` also measures each config with the other decoder upsampling (``nearest`` is the
+default; ``transposed`` is pix2pixHD's), ``--compile`` adds the bf16 path under torch.compile.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def matmul_peak(dtype: torch.dtype, repeat: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="light-256,full-512")
+    parser.add_argument("--upsample", default="nearest", help="decoder upsamplings to measure, comma-separated")
+    parser.add_argument("--compile", action="store_true", help="also time bf16 under torch.compile")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: torch's default)")
     args = parser.parse_args()
@@ -47,20 +52,22 @@ def main() -> None:
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"threads {torch.get_num_threads()}; matmul peak fp32 {peaks['fp32']:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.0f} GFLOP/s")
-    print("| config | batch | GFLOP/frame | path | ms/frame | frames/s | GFLOP/s | % of peak | × fp32 speed | PSNR vs fp32 (dB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| config | upsample | batch | GFLOP/frame | path | ms/frame | frames/s | GFLOP/s | % of peak | × fp32 speed | PSNR vs fp32 (dB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.configs.split(","):
-            model, _ = build_renderer(name, appearance_channels=APPEARANCE_CHANNELS)
+        for name, upsample in [(n, u) for n in args.configs.split(",") for u in args.upsample.split(",")]:
+            model, _ = build_renderer(name, appearance_channels=APPEARANCE_CHANNELS, upsample=upsample)
             model.eval()
             size, batch = NATIVE_SIZES[name], BATCH[name]
             gflop = renderer_gflops(model, size)
             inputs = np.random.default_rng(0).uniform(-1, 1, (batch, model.config.input_channels, size, size)).astype(np.float32)
-            onnx_file = export_onnx(model, size, Path(tmp) / f"{name}.onnx")
+            onnx_file = export_onnx(model, size, Path(tmp) / f"{name}-{upsample}.onnx")
             reference = None
             fp32_seconds = None
-            for path in ("fp32", "bf16", "onnx"):
-                runner = RendererRunner(model, path, onnx_file=onnx_file if path == "onnx" else None)
+            for path in ("fp32", "bf16", "onnx") + (("bf16 compiled",) if args.compile else ()):
+                base_path = path.split()[0]
+                runner = RendererRunner(model, base_path, onnx_file=onnx_file if path == "onnx" else None,
+                                        compile_batch=batch if path.endswith("compiled") else None)
                 seconds = seconds_per_batch(runner, inputs, args.repeat)
                 images = runner.render(inputs)
                 if path == "fp32":
@@ -70,8 +77,8 @@ def main() -> None:
                     quality = f"{np.mean([psnr(a, b) for a, b in zip(images, reference)]):.1f}"
                 fps = batch / seconds
                 achieved = gflop * fps
-                peak = peaks["bf16" if path == "bf16" else "fp32"]
-                print(f"| {name} | {batch} | {gflop:.1f} | {path} | {1000 / fps:.0f} | {fps:.2f} | {achieved:.0f} "
+                peak = peaks["bf16" if base_path == "bf16" else "fp32"]
+                print(f"| {name} | {upsample} | {batch} | {gflop:.1f} | {path} | {1000 / fps:.0f} | {fps:.2f} | {achieved:.0f} "
                       f"| {100 * achieved / peak:.0f}% | {fp32_seconds / seconds:.2f} | {quality} |", flush=True)
 
 
