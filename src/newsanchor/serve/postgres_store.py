@@ -25,7 +25,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from ..errors import NewsanchorError
-from .store import STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, worker_is_dead
+from .store import (STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, log_lost_job, lost_job_update,
+                    worker_is_dead)
 
 log = logging.getLogger("newsanchor.serve")
 SCHEMA_VERSION = 1
@@ -211,15 +212,9 @@ class PostgresJobStore(JobStore):
             f"FOR UPDATE SKIP LOCKED", (suspects,))]
         lost = [job for job in locked if worker_is_dead(job, now, stale_after=self.stale_after, host=self.host)]
         for job in lost:
-            if job.cancel_requested:  # it was asked to stop anyway: do not run it again
-                db.execute("UPDATE newsanchor_jobs SET status = 'cancelled', stage = 'cancelled', worker = NULL, "
-                           "eta_s = NULL, updated = %s WHERE id = %s AND status = 'running'", (now, job.id))
-            else:
-                db.execute("UPDATE newsanchor_jobs SET status = 'queued', stage = 'requeued: its worker stopped', "
-                           "progress = 0, eta_s = NULL, worker = NULL, worker_pid = NULL, heartbeat = NULL, "
-                           "updated = %s WHERE id = %s AND status = 'running'", (now, job.id))
-            log.warning("job %s: worker %s stopped (last heartbeat %.0f s ago); %s", job.id, job.worker,
-                        now - (job.heartbeat or 0), "cancelled" if job.cancel_requested else "requeued")
+            db.execute(f"UPDATE newsanchor_jobs SET {lost_job_update(job)}, updated = %s "
+                       f"WHERE id = %s AND status = 'running'", (now, job.id))
+            log_lost_job(job, now)
         return [job.id for job in lost]
 
     def recover(self):

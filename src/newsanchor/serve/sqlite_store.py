@@ -10,7 +10,6 @@ power cut is not durable.
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import sqlite3
 import threading
@@ -19,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import NewsanchorError
-from .store import STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, worker_is_dead
+from .store import (STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, log_lost_job, lost_job_update,
+                    worker_is_dead)
 
-log = logging.getLogger("newsanchor.serve")
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -150,15 +149,9 @@ class SqliteJobStore(JobStore):
         running = [_job(r) for r in db.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall()]
         lost = [job for job in running if worker_is_dead(job, now, stale_after=self.stale_after, host=self.host)]
         for job in lost:
-            if job.cancel_requested:  # it was asked to stop anyway: do not run it again
-                db.execute("UPDATE jobs SET status = 'cancelled', stage = 'cancelled', worker = NULL, eta_s = NULL, "
-                           "updated = ? WHERE id = ? AND status = 'running'", (now, job.id))
-            else:
-                db.execute("UPDATE jobs SET status = 'queued', stage = 'requeued: its worker stopped', progress = 0, "
-                           "eta_s = NULL, worker = NULL, worker_pid = NULL, heartbeat = NULL, updated = ? "
-                           "WHERE id = ? AND status = 'running'", (now, job.id))
-            log.warning("job %s: worker %s stopped (last heartbeat %.0f s ago); %s", job.id, job.worker,
-                        now - (job.heartbeat or 0), "cancelled" if job.cancel_requested else "requeued")
+            db.execute(f"UPDATE jobs SET {lost_job_update(job)}, updated = ? WHERE id = ? AND status = 'running'",
+                       (now, job.id))
+            log_lost_job(job, now)
         return [job.id for job in lost]
 
     def recover(self):

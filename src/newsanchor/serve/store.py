@@ -14,6 +14,7 @@ implementation from ``--db``.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from abc import ABC, abstractmethod
@@ -94,6 +95,23 @@ def worker_is_dead(job: Job, now: float, *, stale_after: float = STALE_AFTER_S, 
         return True
     here = host if host is not None else socket.gethostname()
     return job.worker_host == here and job.worker_pid is not None and not pid_alive(job.worker_pid)
+
+
+def lost_job_update(job: Job) -> str:
+    """The SET clause (without ``updated``) for a running job whose worker is dead: back in the
+    queue, or cancelled when a cancel had been asked for (it is not run again). One rule for
+    every store; each adds ``updated`` and its own ``WHERE id = … AND status = 'running'``."""
+    if job.cancel_requested:
+        return "status = 'cancelled', stage = 'cancelled', worker = NULL, eta_s = NULL"
+    return ("status = 'queued', stage = 'requeued: its worker stopped', progress = 0, eta_s = NULL, "
+            "worker = NULL, worker_pid = NULL, heartbeat = NULL")
+
+
+def log_lost_job(job: Job, now: float) -> None:
+    """The warning every store logs when it takes a job from a dead worker."""
+    logging.getLogger("newsanchor.serve").warning(
+        "job %s: worker %s stopped (last heartbeat %.0f s ago); %s", job.id, job.worker,
+        now - (job.heartbeat or 0), "cancelled" if job.cancel_requested else "requeued")
 
 
 class JobStore(ABC):
