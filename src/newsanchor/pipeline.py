@@ -123,7 +123,7 @@ class AnchorPipeline:
         first_crop = next(iter(bundle.template_crops()))
         self.reference = appearance_reference(first_crop, self.template_landmarks[0])
         self.template_frames = _TemplateFrames(bundle.template_frames())
-        self.caption_burner = CaptionBurner(settings.captions) if settings.captions else None
+        self.set_settings(settings)
         if len(self.template_frames) != len(self.template_landmarks):
             raise ValueError(f"{bundle.root}: template has {len(self.template_frames)} frames but "
                              f"{len(self.template_landmarks)} landmark rows")

@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
-import dlib
 import numpy as np
 
-from ..features.face import _shape_predictor, detect_faces
+from ..features.face import detect_faces, landmarks_in_box
 from ..media import iter_video_frames, probe, read_audio
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
@@ -84,10 +83,7 @@ def face_landmarks_untracked(frame: np.ndarray) -> np.ndarray | None:
     faces = detect_faces(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
     if not faces:
         return None
-    box = max(faces, key=lambda face: face[1])[0]
-    rect = dlib.rectangle(int(box.cx - box.w / 2), int(box.cy - box.h / 2), int(box.cx + box.w / 2), int(box.cy + box.h / 2))
-    shape = _shape_predictor()(np.ascontiguousarray(frame), rect)
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+    return landmarks_in_box(frame, max(faces, key=lambda face: face[1])[0])
 
 
 def speech_envelope(wav16k: np.ndarray, frames: int) -> np.ndarray:
@@ -113,11 +109,16 @@ def measure_video(path: str | Path, *, on_frame: Callable[[], None] | None = Non
     return LipSyncTrack(np.array(found, bool), np.array(opening, np.float64), envelope)
 
 
-def pause_mask(envelope: np.ndarray) -> np.ndarray:
-    """``[T]`` bool: frames well inside quiet runs of the envelope ``[T]`` (see the module notes)."""
+def quiet_mask(envelope: np.ndarray) -> np.ndarray:
+    """``[T]`` bool: frames whose envelope is below ``QUIET_FRACTION`` of its 95th percentile."""
     if len(envelope) == 0:
         return np.zeros(0, bool)
-    quiet = envelope < QUIET_FRACTION * np.percentile(envelope, 95)
+    return envelope < QUIET_FRACTION * np.percentile(envelope, 95)
+
+
+def pause_mask(envelope: np.ndarray) -> np.ndarray:
+    """``[T]`` bool: frames well inside quiet runs of the envelope ``[T]`` (see the module notes)."""
+    quiet = quiet_mask(envelope)
     pauses = np.zeros_like(quiet)
     start = None
     for i, q in enumerate(np.append(quiet, False)):
@@ -165,7 +166,7 @@ def lipsync_scores(track: LipSyncTrack) -> LipSyncScores:
     finite = {lag: r for lag, r in lags.items() if not math.isnan(r)}
     best = max(finite, key=finite.get) if finite else 0
     pauses = pause_mask(track.envelope)
-    speaking = track.envelope >= QUIET_FRACTION * np.percentile(track.envelope, 95) if len(track.envelope) else pauses
+    speaking = ~quiet_mask(track.envelope)
 
     def median(mask: np.ndarray) -> float:
         values = track.opening[mask & track.found]
