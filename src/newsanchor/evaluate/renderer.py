@@ -31,13 +31,16 @@ from ..errors import NewsanchorError
 from ..facemap.draw import lower_face_mask
 from ..features.face import FaceTracker
 from ..features.mouth import MOUTH
-from ..render.inputs import appearance_reference, input_uses_edges, renderer_input
-from ..render.pix2pixhd import load_renderer
+from ..render.inputs import (appearance_reference, compose_region, input_uses_edges, lower_face_input, region_alpha,
+                             renderer_input)
+from ..render.pix2pixhd import is_lower_face, load_renderer
+from ..render.references import load_reference_mouths, mouth_openness
 from ..render.runtime import RendererRunner, resolve_precision
 from ..train.mouth_data import Segment, dataset_split
-from .image_metrics import crop_box, mouth_box, psnr, ssim
+from .image_metrics import crop_box, identity_distance, laplacian_variance, mouth_box, psnr, ssim
 
-METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker")
+METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "sharpness_ratio", "identity_dist")
+IDENTITY_EVERY = 10  # dlib's face descriptor takes ~0.1 s: measured on every 10th frame
 
 
 class FlickerMeter:
@@ -64,30 +67,43 @@ class FlickerMeter:
 
 @dataclass
 class _Scores:
-    """Per-frame scores of one output stream (the renderer's or the static baseline's)."""
+    """Per-frame scores of one output stream (a renderer's or the static baseline's)."""
 
     psnr: list[float] = field(default_factory=list)
     psnr_mouth: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     ssim_mouth: list[float] = field(default_factory=list)
     lmd: list[float] = field(default_factory=list)
+    detail: list[float] = field(default_factory=list)  # Laplacian variance of the mouth box
+    detail_real: list[float] = field(default_factory=list)  # the same on the real frame
+    identity_dist: list[float] = field(default_factory=list)
     flicker: FlickerMeter = field(default_factory=FlickerMeter)
     tracker: FaceTracker = field(default_factory=FaceTracker)
 
-    def add(self, image: np.ndarray, real: np.ndarray, drawn: np.ndarray, keep_out: np.ndarray) -> None:
+    def add(self, image: np.ndarray, real: np.ndarray, drawn: np.ndarray, keep_out: np.ndarray, *,
+            whole: np.ndarray | None = None, identity: bool = False) -> None:
+        """Score ``image`` against ``real`` (both [S, S, 3]); the whole-crop PSNR and SSIM score
+        ``whole`` instead when given (a lower-face render pasted onto the static frame)."""
         box = mouth_box(drawn, real.shape[0])
-        self.psnr.append(psnr(image, real))
+        whole = image if whole is None else whole
+        self.psnr.append(psnr(whole, real))
         self.psnr_mouth.append(psnr(crop_box(image, box), crop_box(real, box)))
-        self.ssim.append(ssim(image, real))
+        self.ssim.append(ssim(whole, real))
         self.ssim_mouth.append(ssim(crop_box(image, box), crop_box(real, box)))
+        self.detail.append(laplacian_variance(image, box))
+        self.detail_real.append(laplacian_variance(real, box))
+        if identity:
+            self.identity_dist.append(identity_distance(image, real, drawn))
         found = self.tracker.update(np.ascontiguousarray(image))
         self.lmd.append(np.nan if found is None else float(np.linalg.norm(found[MOUTH] - drawn[MOUTH], axis=-1).mean()))
         self.flicker.add(image, keep_out)
 
     def summary(self) -> dict[str, float]:
-        out = {k: _finite_mean(getattr(self, k)) for k in ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd")}
+        out = {k: _finite_mean(getattr(self, k)) for k in ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "identity_dist")}
         out["flicker"] = self.flicker.value
         out["lmd_found"] = float(np.isfinite(self.lmd).mean()) if self.lmd else float("nan")
+        # ratio of mean detail over the same frames: 1.0 = as crisp as the real mouth
+        out["sharpness_ratio"] = _finite_mean(self.detail) / max(_finite_mean(self.detail_real), 1e-9)
         return out
 
 
@@ -127,26 +143,129 @@ def _segment_frames(dataset: PreparedDataset, segment: Segment) -> Iterator[tupl
             yield index, crop, edges
 
 
+@dataclass
+class _Frame:
+    """One held-out frame: its index, real crop [S, S, 3], edges [S, S] and landmarks [68, 2]."""
+
+    index: int
+    real: np.ndarray
+    edges: np.ndarray
+    landmarks: np.ndarray
+
+
 class _RendererUnderTest:
+    """A saved renderer and how to make whole crops with it.
+
+    pix2pixHD renders the whole crop from the frame's map and the clip's appearance reference.
+    The lower-face renderer renders its region from the frame's map, the frame's own region
+    with the lower face masked and its reference mouths (saved beside it) — the frame plays the
+    template's part, as its map does — and the render is blended in through the mask twice: into
+    the frame itself (the image every measure but the whole-crop ones scores: what synthesis
+    shows) and onto the segment's first frame, the static baseline's, for the whole-crop PSNR and
+    SSIM, so that no real pixel of the frame reaches them: what the renderer adds over a frozen
+    frame is exactly what it painted.
+    """
+
     def __init__(self, run: Path, device: torch.device, precision: str):
         model, self.config, extra = load_renderer(run, device)
         self.use_edges = input_uses_edges(extra)
+        self.lower_face = is_lower_face(self.config)
+        self.references = load_reference_mouths(run) if self.lower_face else None
         self.runner = RendererRunner(model, precision, device=device)
 
-    def render(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """Inputs [8, S, S] float32 each → RGB [B, S, S, 3] uint8."""
-        return self.runner.render(np.stack(inputs))
+    def crops(self, frames: list[_Frame], reference: np.ndarray, static: _Frame) -> tuple[np.ndarray, np.ndarray]:
+        """Whole crops ``[B, S, S, 3]`` uint8 for the frames: ``(in each frame, on the static frame)``
+        (the same array twice for pix2pixHD)."""
+        if not self.lower_face:
+            out = self.runner.render(np.stack([renderer_input(f.edges, f.landmarks, reference, use_edges=self.use_edges)
+                                               for f in frames]))
+            return out, out
+        size = static.real.shape[0]
+        box = self.config.region_box(size)
+        x0, y0, w, h = box
+        alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
+        inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
+                                   self.references.aligned(f.landmarks, box), box, use_edges=self.use_edges,
+                                   masked_frame=self.config.masked_frame)
+                  for f, a in zip(frames, alphas)]
+        regions = self.runner.render(np.stack(inputs))
+        on_static = np.repeat(static.real[None], len(frames), axis=0)
+        in_frame = np.stack([f.real for f in frames])
+        for frame, own, still, region, alpha in zip(frames, in_frame, on_static, regions, alphas):
+            own[y0:y0 + h, x0:x0 + w] = compose_region(frame.real[y0:y0 + h, x0:x0 + w], region, alpha)
+            still[y0:y0 + h, x0:x0 + w] = compose_region(static.real[y0:y0 + h, x0:x0 + w], region, alpha)
+        return in_frame, on_static
+
+
+@dataclass
+class _SegmentResult:
+    scores: dict[str, _Scores]
+    static: _Scores
+    real_flicker: FlickerMeter
+    real_lmd: list[float]
+
+
+def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dict[str, _RendererUnderTest],
+                      batch_size: int, on_frame: Callable[[list[np.ndarray]], None]) -> dict:
+    """Render and score one held-out segment; ``on_frame`` gets each frame's row
+    ``[static, each renderer's crop…, real]``. Returns the segment's row of the result."""
+    landmarks = dataset.arrays(segment.clip)["landmarks"]
+    found = ~np.isnan(landmarks[:, 0, 0])
+    first_face = int(np.flatnonzero(found)[0])
+    reference = appearance_reference(dataset.crop_frames(segment.clip, [first_face])[0], landmarks[first_face])
+    result = _SegmentResult({name: _Scores() for name in renderers}, _Scores(), FlickerMeter(), [])
+    real_tracker = FaceTracker()
+    static: _Frame | None = None
+    pending: list[_Frame] = []
+    scored = 0
+
+    def flush() -> None:
+        nonlocal scored
+        if not pending:
+            return
+        outputs = {name: r.crops(pending, reference, static) for name, r in renderers.items()}
+        for j, frame in enumerate(pending):
+            keep_out = lower_face_mask(frame.landmarks, frame.real.shape[0])
+            identity = scored % IDENTITY_EVERY == 0
+            for name in renderers:
+                in_frame, on_static = outputs[name]
+                result.scores[name].add(in_frame[j], frame.real, frame.landmarks, keep_out, whole=on_static[j],
+                                        identity=identity)
+            result.static.add(static.real, frame.real, frame.landmarks, keep_out, identity=identity)
+            on_real = real_tracker.update(np.ascontiguousarray(frame.real))
+            result.real_lmd.append(np.nan if on_real is None else
+                                   float(np.linalg.norm(on_real[MOUTH] - frame.landmarks[MOUTH], axis=-1).mean()))
+            result.real_flicker.add(frame.real, keep_out)
+            scored += 1
+            on_frame([static.real] + [outputs[n][0][j] for n in renderers] + [frame.real])
+        pending.clear()
+
+    for k, real, edges in _segment_frames(dataset, segment):
+        if not found[k]:
+            continue
+        frame = _Frame(k, real, edges, landmarks[k].astype(np.float64))
+        static = static or frame
+        pending.append(frame)
+        if len(pending) == batch_size:
+            flush()
+    flush()
+    return {"clip": segment.clip, "start": segment.start, "stop": segment.stop,
+            "runs": {name: s.summary() for name, s in result.scores.items()},
+            "baseline_static": result.static.summary(),
+            "real": {"flicker": result.real_flicker.value, "lmd": _finite_mean(result.real_lmd)}}
 
 
 def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips: int | None = None,
                        batch_size: int = 8, device: str | None = None, precision: str = "auto",
-                       samples: int = 0, on_frames: Callable[[int, int], None] | None = None) -> dict:
+                       samples: int = 0, on_frames: Callable[[int, int], None] | None = None,
+                       sample_open_mouths: bool = False) -> dict:
     """Score renderers and the static baseline on the dataset's held-out test segments.
 
     Args:
         runs: directories holding ``renderer.json`` (train runs or snapshots).
         clips: evaluate this many test segments, evenly spread (default all).
-        samples: keep this many sample rows (map-free: static | rendered per run | real) for a PNG.
+        samples: keep this many sample rows (static | rendered per run | real) for a PNG: evenly
+            spread, or (``sample_open_mouths``) the frames whose real mouth is most open.
         on_frames: progress callback ``(frames done, frames in all)``.
 
     Returns:
@@ -167,59 +286,34 @@ def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips
         if dataset.size % r.config.size_multiple:
             raise NewsanchorError(f"{name}: the renderer needs a crop size that is a multiple of "
                                   f"{r.config.size_multiple}; {dataset.root} has {dataset.size}")
-    found_per_segment = [dataset.arrays(s.clip)["face_found"][s.start:s.stop] for s in test]
-    total = int(sum(f.sum() for f in found_per_segment))
+    openness = [mouth_openness(dataset.arrays(s.clip)["landmarks"][s.start:s.stop]) for s in test]
+    total = int(sum(np.isfinite(o).sum() for o in openness))
+    if sample_open_mouths and samples:
+        widest = np.sort(np.concatenate([o[np.isfinite(o)] for o in openness]))[::-1]
+        threshold = widest[min(samples, len(widest)) - 1]
+    sample_every = max(1, total // samples) if samples else 0
+    sample_rows: list[np.ndarray] = []
     done = 0
     per_segment: list[dict] = []
-    sample_rows: list[np.ndarray] = []
-    sample_every = max(1, total // samples) if samples else 0
-    for segment, found in zip(test, found_per_segment):
-        landmarks = dataset.arrays(segment.clip)["landmarks"]
-        first_face = int(np.flatnonzero(~np.isnan(landmarks[:, 0, 0]))[0])
-        reference = appearance_reference(dataset.crop_frames(segment.clip, [first_face])[0], landmarks[first_face])
-        scores = {name: _Scores() for name in renderers}
-        static = _Scores()
-        real_tracker, real_flicker, real_lmd = FaceTracker(), FlickerMeter(), []
-        static_frame = None
-        pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for segment, segment_openness in zip(test, openness):
+        wide = iter(np.flatnonzero(np.isfinite(segment_openness)))
 
-        def flush() -> None:
+        def on_frame(row: list[np.ndarray]) -> None:
             nonlocal done
-            if not pending:
-                return
-            outputs = {name: r.render([renderer_input(edges, landmarks[k], reference, use_edges=r.use_edges)
-                                       for k, _, edges in pending])
-                       for name, r in renderers.items()}
-            for j, (k, real, _) in enumerate(pending):
-                keep_out = lower_face_mask(landmarks[k], real.shape[0])
-                for name in renderers:
-                    scores[name].add(outputs[name][j], real, landmarks[k], keep_out)
-                static.add(static_frame, real, landmarks[k], keep_out)
-                on_real = real_tracker.update(np.ascontiguousarray(real))
-                real_lmd.append(np.nan if on_real is None else
-                                float(np.linalg.norm(on_real[MOUTH] - landmarks[k][MOUTH], axis=-1).mean()))
-                real_flicker.add(real, keep_out)
-                done += 1
-                if sample_every and done % sample_every == 0 and len(sample_rows) < samples:
-                    sample_rows.append(np.concatenate([static_frame] + [outputs[n][j] for n in renderers] + [real], axis=1))
-            pending.clear()
-            if on_frames:
+            done += 1
+            position = next(wide)
+            if not samples or len(sample_rows) >= samples:
+                pass
+            elif sample_open_mouths and segment_openness[position] >= threshold:
+                sample_rows.append(np.concatenate(row, axis=1))
+            elif not sample_open_mouths and done % sample_every == 0:
+                sample_rows.append(np.concatenate(row, axis=1))
+            if on_frames and done % batch_size == 0:
                 on_frames(done, total)
 
-        for k, real, edges in _segment_frames(dataset, segment):
-            if not found[k - segment.start]:
-                continue
-            if static_frame is None:
-                static_frame = real
-            pending.append((k, real, edges))
-            if len(pending) == batch_size:
-                flush()
-        flush()
-        per_segment.append({"clip": segment.clip, "start": segment.start, "stop": segment.stop,
-                            "runs": {name: s.summary() for name, s in scores.items()},
-                            "baseline_static": static.summary(),
-                            "real": {"flicker": real_flicker.value, "lmd": _finite_mean(real_lmd)}})
-
+        per_segment.append(_evaluate_segment(dataset, segment, renderers, batch_size, on_frame))
+    if on_frames:
+        on_frames(total, total)
     result = {
         "dataset": str(dataset.root), "segments": len(test), "frames": total, "precision": precision,
         "runs": {name: summarise([p["runs"][name] for p in per_segment]) for name in renderers},
@@ -245,12 +339,12 @@ def without_nan(value):
 
 def markdown_table(result: dict) -> str:
     """One row per renderer and one for the static baseline; medians over test segments."""
-    head = "| | PSNR (dB) | mouth PSNR (dB) | SSIM | mouth SSIM | LMD (px) | flicker |"
+    head = "| | PSNR (dB) | mouth PSNR (dB) | SSIM | mouth SSIM | LMD (px) | flicker | mouth sharpness ratio | identity dist |"
     lines = [f"{result['segments']} test segments, {result['frames']} frames; medians over segments. "
              f"Real footage: flicker {result['real']['flicker']:.2f}, LMD of dlib on the real frames "
-             f"{result['real']['lmd']:.2f} px.", "", head, "|---|---|---|---|---|---|---|"]
+             f"{result['real']['lmd']:.2f} px.", "", head, "|---|---|---|---|---|---|---|---|---|"]
     rows = list(result["runs"].items()) + [("static baseline (first frame repeated)", result["baseline_static"])]
     for name, m in rows:
         lines.append(f"| {name} | {m['psnr']:.2f} | {m['psnr_mouth']:.2f} | {m['ssim']:.3f} | {m['ssim_mouth']:.3f} "
-                     f"| {m['lmd']:.2f} | {m['flicker']:.2f} |")
+                     f"| {m['lmd']:.2f} | {m['flicker']:.2f} | {m['sharpness_ratio']:.2f} | {m['identity_dist']:.3f} |")
     return "\n".join(lines) + "\n"

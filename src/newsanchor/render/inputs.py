@@ -12,6 +12,7 @@ Output ``[3, S, S]`` in ``[-1, 1]`` (tanh) ↔ RGB uint8 ``[S, S, 3]``.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -55,3 +56,51 @@ def input_uses_edges(extra: dict) -> bool:
     """Whether a saved renderer (its ``extra``) was trained with the edge channel; older
     renderers, saved before the ablation existed, were."""
     return bool(extra.get("input", {}).get("edges", True))
+
+
+# --- the lower-face renderer (render.lower_face) ------------------------------------------------
+
+def region_alpha(landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Where the lower-face renderer paints: the paste-back mask (the lower-face polygon dilated
+    and feathered, :func:`newsanchor.composite.paste.blend_mask`) of landmarks ``[68, 2]`` or the
+    union of ``[N, 68, 2]`` (crop pixels), built in the region ``box = (x0, y0, w, h)`` so that it
+    is exactly 0 on the region's border. Returns ``[h, w]`` float32 in [0, 1]."""
+    from ..composite.paste import blend_mask  # composite imports facemap only; no cycle
+
+    x0, y0, w, h = box
+    return blend_mask((h, w), np.asarray(landmarks, np.float64) - (x0, y0))
+
+
+def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.ndarray, alpha: np.ndarray,
+                     references: np.ndarray, box: tuple[int, int, int, int], *, use_edges: bool = True,
+                     masked_frame: bool = True) -> np.ndarray:
+    """Network input ``[C, h, w]`` float32 in [-1, 1] of the lower-face renderer.
+
+    Args:
+        edges: ``[S, S]`` bool edges of the crop; landmarks: ``[68, 2]`` crop pixels (drawn).
+        frame_region: ``[h, w, 3]`` uint8, the region of the frame the render will be blended into.
+        alpha: ``[h, w]`` float32 from :func:`region_alpha`; the frame is blanked where it is 1.
+        references: ``[K, h, w, 3]`` uint8 reference mouths aligned to this frame.
+        box: the region ``(x0, y0, w, h)`` in the crop.
+
+    Channels: the facial map's five, the mask, the masked frame (unless ``masked_frame`` is
+    False: the ablation), then each reference's RGB.
+    """
+    x0, y0, w, h = box
+    drawn = facial_map(edges, landmarks)[:, y0:y0 + h, x0:x0 + w].astype(np.float32) / 127.5 - 1.0
+    if not use_edges:
+        drawn[CHANNELS.index("edges")] = -1.0
+    parts = [drawn, (alpha * 2.0 - 1.0)[None].astype(np.float32)]
+    if masked_frame:
+        masked = frame_region.astype(np.float32) * (1.0 - alpha)[..., None]
+        parts.append(masked.transpose(2, 0, 1) / 127.5 - 1.0)
+    if len(references):
+        parts.append(references.transpose(0, 3, 1, 2).reshape(-1, h, w).astype(np.float32) / 127.5 - 1.0)
+    return np.concatenate(parts)
+
+
+def compose_region(frame_region: np.ndarray, rendered: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The frame's region with the render blended in: ``alpha · rendered + (1 − alpha) · frame``,
+    all ``[h, w, 3]`` uint8 (alpha ``[h, w]``)."""
+    return cv2.blendLinear(np.ascontiguousarray(rendered), np.ascontiguousarray(frame_region),
+                           np.ascontiguousarray(alpha, np.float32), np.ascontiguousarray(1.0 - alpha, np.float32))

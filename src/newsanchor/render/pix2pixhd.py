@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import NewsanchorError
 from ..facemap.draw import N_CHANNELS
+from .lower_face import LowerFaceConfig, build_lower_face
 from ..weights import WeightsFormat, config_from_meta, load_into, read_meta, save_weights
 
 UPSAMPLE_MODES = ("nearest", "transposed")
@@ -259,6 +260,8 @@ def renderer_gflops(model: nn.Module, size: int, batch: int = 1) -> float:
 # --- save / load ---------------------------------------------------------------------------
 
 FORMAT = "newsanchor-renderer"
+PIX2PIXHD = "pix2pixhd"
+LOWER_FACE = "lower-face"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "renderer.safetensors"
 META_FILE = "renderer.json"
@@ -274,21 +277,25 @@ class RendererError(NewsanchorError):
 RENDERER_FILES = WeightsFormat(FORMAT, FORMAT_VERSION, WEIGHTS_FILE, META_FILE, "renderer", RendererError)
 
 
-def save_renderer(path_dir: str | os.PathLike[str], model: nn.Module, config: RendererConfig,
+def save_renderer(path_dir: str | os.PathLike[str], model: nn.Module, config: RendererConfig | LowerFaceConfig,
                   extra: dict | None = None) -> Path:
     """Write ``path_dir/renderer.safetensors`` then ``path_dir/renderer.json`` (atomically each;
-    the JSON holds the format, version, config, the weights' SHA-256 and ``extra``).
+    the JSON holds the format, version, the architecture (pix2pixHD or the lower-face renderer),
+    config, the weights' SHA-256 and ``extra``).
 
     Returns the path of ``renderer.json``.
     """
+    if isinstance(config, LowerFaceConfig):
+        return save_weights(RENDERER_FILES, path_dir, model, config, extra, architecture=LOWER_FACE)
     if not isinstance(config, RendererConfig):
-        raise TypeError(f"save_renderer: config must be a RendererConfig, got {type(config).__name__}")
+        raise TypeError(f"save_renderer: config must be a RendererConfig or LowerFaceConfig, got {type(config).__name__}")
     return save_weights(RENDERER_FILES, path_dir, model, config, extra)
 
 
 def load_renderer(path_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
-                  ) -> tuple[nn.Module, RendererConfig, dict]:
-    """Read a renderer written by :func:`save_renderer`.
+                  ) -> tuple[nn.Module, RendererConfig | LowerFaceConfig, dict]:
+    """Read a renderer written by :func:`save_renderer`: the paper's pix2pixHD (files without an
+    ``architecture`` are) or the lower-face renderer (``config`` is then a :class:`LowerFaceConfig`).
 
     Returns ``(model, config, extra)``, the model on ``device`` in eval mode.
 
@@ -297,7 +304,19 @@ def load_renderer(path_dir: str | os.PathLike[str], device: str | torch.device =
         format or version, with a bad config, a wrong checksum, or weights that do not fit.
     """
     meta = read_meta(RENDERER_FILES, path_dir)
-    config = config_from_meta(RENDERER_FILES, path_dir, RendererConfig, meta["config"])
-    model, _ = build_renderer(config)
+    architecture = meta.get("architecture", PIX2PIXHD)
+    if architecture == LOWER_FACE:
+        config = config_from_meta(RENDERER_FILES, path_dir, LowerFaceConfig, meta["config"])
+        model, _ = build_lower_face(config)
+    elif architecture == PIX2PIXHD:
+        config = config_from_meta(RENDERER_FILES, path_dir, RendererConfig, meta["config"])
+        model, _ = build_renderer(config)
+    else:
+        raise RendererError(Path(path_dir) / META_FILE, f"unknown renderer architecture {architecture!r}")
     load_into(RENDERER_FILES, path_dir, meta, model, "the renderer config")
     return model.to(device).eval(), config, meta["extra"]
+
+
+def is_lower_face(config: RendererConfig | LowerFaceConfig) -> bool:
+    """Whether a loaded renderer paints only the lower-face region (else the whole crop)."""
+    return isinstance(config, LowerFaceConfig)

@@ -169,21 +169,23 @@ def seconds_per_batch(runner: RendererRunner, inputs: np.ndarray, repeat: int = 
 
 def choose_runner(model: torch.nn.Module, size: int, *, device: torch.device | str = "cpu", batch: int = 4,
                   onnx_file: str | Path | None = None, compiled: bool = False,
-                  timing_batch: int = 2) -> tuple[RendererRunner, dict[str, float]]:
+                  timing_batch: int = 2, shape: tuple[int, int] | None = None) -> tuple[RendererRunner, dict[str, float]]:
     """The fastest inference path for this model on this machine, by measurement.
 
     On CUDA: bf16 where supported (no timing needed). On the CPU: fp32 and bf16 are timed on a
     zero batch ``[timing_batch, C, size, size]`` (two warm runs each; a small batch ranks the paths
     as a full one does, and for light-256 takes ~2 s instead of ~9 s at batch 8), and ONNX Runtime
     too when an exported ``onnx_file`` is given. With ``compiled``, the chosen PyTorch path is
-    returned compiled for batches of ``batch`` (the timings are of the eager paths).
+    returned compiled for batches of ``batch`` (the timings are of the eager paths). ``shape``:
+    the input's ``(h, w)`` where it is not ``size × size`` (the lower-face renderer's region).
     Returns ``(runner, {path: seconds per timing batch})``.
     """
     device = torch.device(device)
     if device.type == "cuda":
         path = "bf16" if bf16_is_fast(device) else "fp32"
         return RendererRunner(model, path, device=device, compile_batch=batch if compiled else None), {}
-    inputs = np.zeros((min(batch, timing_batch), model.config.input_channels, size, size), np.float32)
+    h, w = shape or (size, size)
+    inputs = np.zeros((min(batch, timing_batch), model.config.input_channels, h, w), np.float32)
     timings: dict[str, float] = {}
     best: RendererRunner | None = None
     for path in PATHS:

@@ -61,7 +61,16 @@ class RendererTrainConfig:
     renderer_overrides: dict = field(default_factory=dict)  # sizes that differ from the named config
 
 
-def _distributed() -> tuple[int, int]:
+def pick_device(device: str | None) -> torch.device:
+    """The given device, else this process's GPU (``LOCAL_RANK`` under torchrun), else the CPU."""
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def distributed() -> tuple[int, int]:
     """(rank, world size), initialising the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -69,7 +78,7 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-class _StepBatches(torch.utils.data.Sampler):
+class StepBatches(torch.utils.data.Sampler):
     """This process's share of the batches from ``start`` on: the order is a function of
     (seed, epoch), so resuming continues the same sequence."""
 
@@ -130,14 +139,8 @@ def _validation_l1(generator: torch.nn.Module, batches, device: torch.device, au
 def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
                    on_step=None) -> dict:
     """Train a renderer on the dataset's training split into the run directory ``out``."""
-    rank, world = _distributed()
-    out = Path(out)
-    if device:
-        device_t = torch.device(device)
-    elif torch.cuda.is_available():
-        device_t = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    else:
-        device_t = torch.device("cpu")
+    rank, world = distributed()
+    out, device_t = Path(out), pick_device(device)
     torch.manual_seed(config.seed)
     dataset = PreparedDataset(dataset_dir)
     frames = RendererFrames.split(dataset, "train", use_edges=config.edges)
@@ -168,7 +171,7 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
         raise NewsanchorError(f"renderer training: {err}") from None
     autocast = torch.autocast(device_t.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    sampler = _StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
+    sampler = StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
     loader = torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
                                          persistent_workers=False)
     val_batches = _validation_batches(dataset, config) if rank == 0 else []

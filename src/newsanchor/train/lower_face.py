@@ -1,0 +1,282 @@
+"""Training of the lower-face renderer (:mod:`newsanchor.render.lower_face`).
+
+Each step: the generator paints the region, the render is blended into the real frame's region
+through the soft mask (as synthesis blends it into the template), and the blend is compared
+with the real region by
+
+- LSGAN on multi-scale PatchGAN discriminators (conditioned on the map and the mask) with
+  feature matching (×``lambda_fm``), as pix2pixHD;
+- L1 (×``lambda_l1``) weighted ``1 + mouth_weight`` in the mouth box;
+- a Laplacian-pyramid L1 (×``lambda_lap``), mouth-weighted at the finest level: the fine detail
+  (lip lines, teeth edges, stubble) that a plain L1 lets the renderer average into blur.
+
+The run is resumable (its training state at every checkpoint), keeps its best renderer on
+validation frames (L1 + Laplacian of the blend: not L1 alone, which rewards blur), and runs under
+torchrun as the pix2pixHD trainer does. The reference mouths it chose are saved beside the
+renderer (``references.npz``) for bundles.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..dataset import PreparedDataset
+from ..errors import NewsanchorError
+from ..render.inputs import to_image
+from ..render.lower_face import LOWER_FACE_CONFIGS, LowerFaceConfig, build_lower_face
+from ..render.pix2pixhd import save_renderer
+from ..render.runtime import resolve_precision
+from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
+from .gan_losses import feature_matching_loss, laplacian_loss, lsgan_loss
+from .lower_face_data import (REFERENCES_FILE, LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
+                              choose_references)
+from .mouth_data import dataset_split
+from .renderer import LOG, StepBatches, distributed, pick_device
+from .state import load_train_state, save_train_state
+
+
+@dataclass(frozen=True)
+class LowerFaceTrainConfig:
+    config: str = "lower-face"  # a name in render.lower_face.LOWER_FACE_CONFIGS
+    seed: int = 0
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    max_steps: int = 6000
+    lambda_l1: float = 10.0
+    lambda_lap: float = 20.0
+    lambda_fm: float = 10.0
+    mouth_weight: float = 2.0  # extra weight of the mouth box in L1 and the finest Laplacian level
+    discriminator_scales: int = 2
+    discriminator_ndf: int = 32
+    checkpoint_every: int = 200
+    sample_every: int = 500
+    loader_workers: int = 1
+    edges: bool = True
+    references: bool = True  # False: the ablation without reference mouths
+    masked_frame: bool = True  # False: the ablation without the masked frame region
+    precision: str = "auto"
+    val_frames: int = 64
+    snapshot_steps: tuple[int, ...] = ()
+    renderer_overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Models:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    config: LowerFaceConfig
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def _renderer_config(config: LowerFaceTrainConfig) -> LowerFaceConfig:
+    if config.config not in LOWER_FACE_CONFIGS:
+        raise NewsanchorError(f"unknown lower-face renderer {config.config!r}; choose one of {', '.join(LOWER_FACE_CONFIGS)}")
+    base = asdict(LOWER_FACE_CONFIGS[config.config])
+    overrides = dict(config.renderer_overrides)
+    if not config.references:
+        overrides["references"] = 0
+    if not config.masked_frame:
+        overrides["masked_frame"] = False
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise NewsanchorError(f"lower-face renderer: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return LowerFaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (base | overrides).items()})
+    except ValueError as err:
+        raise NewsanchorError(str(err)) from None
+
+
+def _build_models(config: LowerFaceTrainConfig, device: torch.device) -> _Models:
+    generator, renderer_config = build_lower_face(_renderer_config(config))
+    discriminator = MultiscaleDiscriminator(DiscriminatorConfig(
+        in_channels=renderer_config.map_channels + 1 + 3, ndf=config.discriminator_ndf,
+        num_scales=config.discriminator_scales))
+    generator.to(device)
+    discriminator.to(device)
+    betas = (0.5, 0.999)
+    return _Models(generator, discriminator, renderer_config,
+                   torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas),
+                   torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas))
+
+
+def cache_regions(dataset_dir: str | Path, out: str | Path, config: LowerFaceTrainConfig,
+                  on_frames: Callable[[int, int], None] | None = None) -> tuple[RegionCache, RegionCache]:
+    """The region caches of the training and validation splits under ``out/cache`` (cut on the
+    first call, reused after; :func:`train_lower_face` calls this itself, a caller may call it
+    first to show its own progress). Returns ``(train, val)``."""
+    dataset, renderer_config = PreparedDataset(dataset_dir), _renderer_config(config)
+    box = renderer_config.region_box(dataset.size)
+    split = dataset_split(dataset)
+    train_cache = build_region_cache(dataset, split["train"], box, Path(out) / "cache" / "train", on_frames)
+    if len(train_cache) < config.batch_size:
+        raise NewsanchorError(f"{dataset.root}: {len(train_cache)} training frames, fewer than a batch")
+    return train_cache, build_region_cache(dataset, split["val"], box, Path(out) / "cache" / "val")
+
+
+def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainConfig, renderer_config: LowerFaceConfig,
+                   on_frames: Callable[[int, int], None] | None = None) -> tuple[LowerFaceFrames, LowerFaceFrames, ReferencePools]:
+    """Region caches of the training and validation splits, the reference pools (their best
+    written to ``run/references.npz``), and the two datasets over them."""
+    box = renderer_config.region_box(dataset.size)
+    train_cache, val_cache = cache_regions(dataset.root, run, config, on_frames)
+    pools = choose_references(dataset, train_cache, source=str(dataset.root))
+    references = pools.best(renderer_config.references)
+    np.savez(run / REFERENCES_FILE, **references.to_arrays())
+    common = dict(references=renderer_config.references, masked_frame=renderer_config.masked_frame,
+                  use_edges=config.edges, mouth_weight=config.mouth_weight)
+    return (LowerFaceFrames(train_cache, pools, box, dataset.size, randomise=True, **common),
+            LowerFaceFrames(val_cache, pools, box, dataset.size, randomise=False, **common), pools)
+
+
+def _blend(fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The render blended into the real region as synthesis blends it into the template."""
+    return alpha * fake + (1 - alpha) * real
+
+
+def _train_step(models: _Models, g_model, d_model, batch, config: LowerFaceTrainConfig, autocast) -> dict[str, float]:
+    """One discriminator and one generator update; returns the losses."""
+    inputs, real, alpha, weight = batch
+    n_map = models.config.map_channels + 1
+    condition = inputs[:, :n_map]
+    with autocast:
+        fake = _blend(g_model(inputs).float(), real, alpha)
+        both = d_model(torch.cat([torch.cat([condition, real], 1), torch.cat([condition, fake.detach()], 1)]))
+        n = len(inputs)
+        loss_d = 0.5 * (lsgan_loss([[o[:n] for o in s] for s in both], True)
+                        + lsgan_loss([[o[n:] for o in s] for s in both], False))
+    models.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    models.opt_d.step()
+    for p in models.discriminator.parameters():
+        p.requires_grad_(False)
+    with autocast:
+        fake_out = models.discriminator(torch.cat([condition, fake], 1))
+        with torch.no_grad():
+            real_out = models.discriminator(torch.cat([condition, real], 1))
+        g_gan = lsgan_loss(fake_out, True)
+        g_fm = feature_matching_loss(real_out, fake_out, weight=config.lambda_fm)
+    g_l1 = config.lambda_l1 * (weight * (fake - real).abs()).mean()
+    g_lap = config.lambda_lap * laplacian_loss(fake, real, weight)
+    loss_g = g_gan + g_fm + g_l1 + g_lap
+    for p in models.discriminator.parameters():
+        p.requires_grad_(True)
+    models.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    models.opt_g.step()
+    return {"g_gan": g_gan.item(), "g_fm": g_fm.item(), "g_l1": g_l1.item(), "g_lap": g_lap.item(), "d": loss_d.item()}
+
+
+@torch.no_grad()
+def validation_score(generator: torch.nn.Module, frames: LowerFaceFrames, count: int, device: torch.device,
+                     autocast, batch_size: int = 8) -> float:
+    """Mean L1 + Laplacian-pyramid L1 (in [-1, 1] units) of the blended render on up to ``count``
+    validation frames spread evenly; NaN without validation frames."""
+    if count <= 0 or len(frames) == 0:
+        return float("nan")
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    was_training = generator.training
+    generator.eval()
+    scores = []
+    for start in range(0, len(picks), batch_size):
+        inputs, real, alpha, _ = (torch.stack(t).to(device) for t in zip(*[frames[int(i)] for i in picks[start:start + batch_size]]))
+        with autocast:
+            fake = _blend(generator(inputs).float(), real, alpha)
+        scores.append(float(F.l1_loss(fake, real) + laplacian_loss(fake, real)) * len(inputs))
+    generator.train(was_training)
+    return sum(scores) / len(picks)
+
+
+def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor,
+                 map_channels: int) -> np.ndarray:
+    """Rows of map | blended render | real for up to 4 items, RGB uint8."""
+    rows = []
+    for x, f, r, a in zip(inputs[:4], fake[:4], real[:4], alpha[:4]):
+        drawn = (x[:map_channels].amax(dim=0, keepdim=True) > -0.9).float().repeat(3, 1, 1) * 2 - 1
+        rows.append(np.concatenate([to_image(drawn), to_image(_blend(f.float(), r, a)), to_image(r)], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def _extra(dataset: PreparedDataset, config: LowerFaceTrainConfig, step: int, **values) -> dict:
+    return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "train_config": asdict(config),
+            "step": step, "references_file": REFERENCES_FILE, **values}
+
+
+def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFaceTrainConfig, *, device: str | None = None,
+                     on_step=None, on_frames: Callable[[int, int], None] | None = None) -> dict:
+    """Train a lower-face renderer on the dataset's training split into the run directory ``out``
+    (resuming it); returns the counters ``{"step", "best_step", "best_val"}``."""
+    rank, world = distributed()
+    out, device_t = Path(out), pick_device(device)
+    torch.manual_seed(config.seed)
+    dataset = PreparedDataset(dataset_dir)
+    models = _build_models(config, device_t)
+    if dataset.size % 16:
+        raise NewsanchorError(f"{dataset.root}: crops of {dataset.size} px; the lower-face renderer needs a multiple of 16")
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    train_frames, val_frames, _ = prepare_frames(dataset, out, config, models.config, on_frames if rank == 0 else None)
+    modules = {"generator": models.generator, "discriminator": models.discriminator}
+    optimizers = {"generator": models.opt_g, "discriminator": models.opt_d}
+    counters = load_train_state(out, modules, optimizers, device_t) or {"step": 0}
+    g_model = DistributedDataParallel(models.generator) if world > 1 else models.generator
+    d_model = DistributedDataParallel(models.discriminator) if world > 1 else models.discriminator
+    try:
+        precision = resolve_precision(config.precision, device_t)
+    except ValueError as err:
+        raise NewsanchorError(f"renderer training: {err}") from None
+    autocast = torch.autocast(device_t.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    sampler = StepBatches(len(train_frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
+    loader = torch.utils.data.DataLoader(train_frames, batch_sampler=sampler, num_workers=config.loader_workers,
+                                         persistent_workers=False)
+    log_file = open(out / LOG, "a", newline="") if rank == 0 else None
+    log = csv.writer(log_file) if log_file else None
+    if log and log_file.tell() == 0:
+        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_lap", "d", "val", "seconds"])
+    started = time.perf_counter()
+    try:
+        for batch in loader:
+            batch = [t.to(device_t) for t in batch]
+            losses = _train_step(models, g_model, d_model, batch, config, autocast)
+            counters["step"] += 1
+            step = counters["step"]
+            if on_step and rank == 0:
+                on_step(step, config.max_steps, losses)
+            if rank != 0:
+                continue
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                val = validation_score(models.generator, val_frames, config.val_frames, device_t, autocast)
+                log.writerow([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_lap", "d")]
+                             + [f"{val:.5g}", round(time.perf_counter() - started, 1)])
+                log_file.flush()
+                best = counters.get("best_val")
+                improved = val != val or best is None or val < best
+                if improved:
+                    counters.update(best_val=None if val != val else val, best_step=step)
+                save_train_state(out, modules, optimizers, counters)
+                if improved:
+                    save_renderer(out, models.generator, models.config, _extra(dataset, config, step, val=counters["best_val"]))
+            if step in config.snapshot_steps:
+                save_renderer(out / f"step_{step:07d}", models.generator, models.config, _extra(dataset, config, step))
+                (out / f"step_{step:07d}" / REFERENCES_FILE).write_bytes((out / REFERENCES_FILE).read_bytes())
+            if step % config.sample_every == 0:
+                with torch.no_grad():
+                    fake = models.generator(batch[0][:4])
+                grid = _sample_grid(batch[0], fake, batch[1], batch[2], models.config.map_channels)
+                cv2.imwrite(str(out / f"sample_{step:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    finally:
+        if log_file:
+            log_file.close()
+    return counters

@@ -1,0 +1,174 @@
+"""The lower-face renderer's parts on synthetic inputs: geometry, model, inputs, references,
+losses against blur, the sharpness measure, saving and loading (fast; no recordings)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from newsanchor.evaluate.image_metrics import laplacian_variance
+from newsanchor.render.inputs import compose_region, lower_face_input, region_alpha
+from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
+from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
+from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_candidates,
+                                          load_reference_mouths, mouth_openness, similarity)
+from newsanchor.train.gan_losses import laplacian_loss, laplacian_pyramid
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def face(size: int = 256, open_px: float = 0.0) -> np.ndarray:
+    """A plausible 68-point face [68, 2] in a crop of ``size`` (the dataset's framing), its inner
+    lips ``open_px`` apart (at 256)."""
+    s = size / 256
+    jaw = [(62 + 132 * i / 16, 120 + 85 * np.sin(np.pi * i / 16) ** 0.8) for i in range(17)]
+    brows = [(80 + 12 * i, 100) for i in range(5)] + [(140 + 12 * i, 100) for i in range(5)]
+    nose = [(128, 110 + 10 * i) for i in range(4)] + [(116 + 6 * i, 155) for i in range(5)]
+    eyes = [(90 + 8 * i, 118 + (i % 3 > 0) * 3) for i in range(6)] + [(146 + 8 * i, 118 + (i % 3 > 0) * 3) for i in range(6)]
+    outer = [(105 + 46 * i / 6, 178 - 6 * np.sin(np.pi * i / 6)) for i in range(7)]
+    outer += [(151 - 46 * i / 6, 178 + 8 * np.sin(np.pi * i / 6) + open_px) for i in range(1, 6)]
+    inner = [(110, 178)] + [(128 + 10 * (i - 2), 176) for i in range(1, 4)] + [(146, 178)]
+    inner += [(128 - 10 * (i - 2), 180 + open_px) for i in range(1, 4)]
+    points = np.array(jaw + brows + nose + eyes + outer + inner, np.float64)
+    assert points.shape == (68, 2)
+    return points * s
+
+
+def test_the_region_is_a_fixed_box_holding_the_lower_face_at_every_crop_size():
+    config = LowerFaceConfig()
+    assert config.region_box(256) == (32, 112, 192, 144)
+    assert config.region_box(512) == (64, 224, 384, 288)
+    for size in (64, 128, 256, 512):
+        x0, y0, w, h = config.region_box(size)
+        assert w % config.size_multiple == 0 and h % config.size_multiple == 0
+        assert 0 <= x0 and x0 + w <= size and 0 <= y0 and y0 + h <= size
+        points = face(size)
+        assert x0 <= points[2:15, 0].min() and points[2:15, 0].max() <= x0 + w  # jaw to jaw
+        assert y0 <= points[33, 1] and points[8, 1] <= y0 + h  # nose bottom to chin
+    assert FaceRegion(0.9, 0.9, 0.5, 0.5).pixels(100) == (50, 50, 50, 50)  # kept inside the crop
+
+
+def test_the_generator_maps_its_input_to_a_region_and_refuses_other_shapes():
+    model, config = build_lower_face(LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1, references=2))
+    assert config.input_channels == 5 + 1 + 3 + 6
+    out = model(torch.zeros(2, config.input_channels, 32, 48))
+    assert out.shape == (2, 3, 32, 48) and float(out.detach().abs().max()) <= 1
+    with pytest.raises(ValueError, match="expected input"):
+        model(torch.zeros(1, 3, 32, 48))
+    with pytest.raises(ValueError, match="not divisible"):
+        model(torch.zeros(1, config.input_channels, 30, 48))
+    ablated = LowerFaceConfig(masked_frame=False, references=0)
+    assert ablated.input_channels == 6
+    with pytest.raises(ValueError, match="inside the crop"):
+        LowerFaceConfig(region=(0.5, 0.5, 0.8, 0.2))
+
+
+def test_the_input_masks_the_frame_where_the_renderer_paints_and_composes_back():
+    size = 256
+    config = LowerFaceConfig()
+    box = config.region_box(size)
+    x0, y0, w, h = box
+    points = face(size)
+    alpha = region_alpha(points, box)
+    assert alpha.shape == (h, w) and alpha.max() == pytest.approx(1, abs=1e-3)
+    assert alpha[0].max() == 0 and alpha[:, 0].max() == 0  # zero on the region's border
+    mouth = np.round(points[62] - (x0, y0)).astype(int)
+    assert alpha[mouth[1], mouth[0]] > 0.97
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    references = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+    edges = np.zeros((size, size), bool)
+    x = lower_face_input(edges, points, frame, alpha, references, box)
+    assert x.shape == (config.input_channels, h, w) and x.dtype == np.float32
+    masked = x[6:9]
+    assert np.all(masked[:, mouth[1], mouth[0]] < -0.9)  # the mouth is blanked
+    assert np.allclose(masked[:, 2, 2], frame[2, 2] / 127.5 - 1, atol=1e-5)  # the rest is the frame
+    assert np.allclose(x[9:12], references[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+    rendered = np.full((h, w, 3), 7, np.uint8)
+    composed = compose_region(frame, rendered, alpha)
+    assert np.array_equal(composed[0], frame[0]) and np.all(np.abs(composed[mouth[1], mouth[0]].astype(int) - 7) <= 5)
+    ablated = lower_face_input(edges, points, frame, alpha, references[:0], box, masked_frame=False)
+    assert ablated.shape == (6, h, w)
+
+
+def test_a_similarity_is_recovered_exactly_and_aligns_a_reference_by_eyes_and_nose():
+    points = face()
+    angle, scale, shift = 0.1, 1.2, np.array([5.0, -3.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = points @ rotation.T + shift
+    np.testing.assert_allclose(similarity(points, moved), np.hstack([rotation, shift[:, None]]), atol=1e-9)
+    # a reference drawn at another pose lands on the target's pose
+    crop = np.zeros((256, 256, 3), np.uint8)
+    for p in moved[36:48]:
+        cv2.circle(crop, tuple(np.round(p).astype(int)), 2, (255, 255, 255), -1)
+    box = (0, 0, 256, 256)
+    aligned = align_reference(crop, moved, points, box)
+    eye = np.round(points[36:42].mean(0)).astype(int)
+    assert aligned[eye[1] - 3:eye[1] + 4, eye[0] - 25:eye[0] + 26].max() == 255
+
+
+def test_openness_and_candidates_pick_closed_half_and_widest_mouths():
+    faces = np.stack([face(open_px=o) for o in np.linspace(0, 30, 31)])
+    openness = mouth_openness(faces)
+    assert np.all(np.diff(openness) > 0) and openness[0] == pytest.approx(4 / 56)  # 4 px gap, eye centres 56 px apart
+    openness[5] = np.nan  # a frame without a face is never chosen
+    closed, half, wide = choose_candidates(openness, pool=3)
+    assert closed[0] in (0, 1) and 5 not in closed and wide[0] == 30 and 15 <= half[0] <= 27
+    with pytest.raises(ValueError):
+        choose_candidates(np.full(3, np.nan))
+
+
+def test_the_laplacian_loss_is_zero_for_equal_images_and_punishes_blur_more_than_l1():
+    rng = torch.Generator().manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 48, generator=rng) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1, count_include_pad=False)
+    assert float(laplacian_loss(sharp, sharp)) == 0
+    bands = laplacian_pyramid(sharp, 3)
+    assert [b.shape[-1] for b in bands] == [48, 24, 12, 6]
+    # a flat image has no band-pass content
+    assert float(laplacian_pyramid(torch.ones(1, 1, 16, 16), 2)[0].abs().max()) < 1e-6
+    weight = torch.ones(2, 1, 32, 48)
+    weight[..., :16, :] = 3
+    assert float(laplacian_loss(blurred, sharp, weight)) > float(laplacian_loss(blurred, sharp))
+
+
+def test_laplacian_variance_has_the_known_answer_and_ignores_the_box_size():
+    flat = np.full((64, 96, 3), 128, np.uint8)
+    assert laplacian_variance(flat, (0, 0, 96, 64)) == 0
+    stripes = np.zeros((64, 96, 3), np.uint8)
+    stripes[:, ::2] = 255  # luma alternates 0/255 column by column: Laplacian ±510 everywhere inside
+    value = laplacian_variance(stripes, (0, 0, 96, 64))
+    assert value == pytest.approx(510 ** 2, rel=0.05)
+    blurred = cv2.GaussianBlur(stripes, (5, 5), 1.5)
+    assert laplacian_variance(blurred, (0, 0, 96, 64)) < 0.05 * value
+    assert np.isnan(laplacian_variance(flat, (0, 0, 2, 2)))
+
+
+def test_a_lower_face_renderer_saves_and_loads_beside_its_references(tmp_path):
+    model, config = build_lower_face(LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1))
+    save_renderer(tmp_path, model, config, {"input": {"edges": True}})
+    assert json.loads((tmp_path / "renderer.json").read_text())["architecture"] == "lower-face"
+    loaded, loaded_config, _ = load_renderer(tmp_path)
+    assert is_lower_face(loaded_config) and loaded_config == config
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(RendererError, match="references.npz: missing"):
+        load_reference_mouths(tmp_path)
+    references = ReferenceMouths(np.zeros((3, 64, 64, 3), np.uint8), np.stack([face(64)] * 3).astype(np.float32),
+                                 ("closed", "half", "open"), np.array([0.0, 0.1, 0.3], np.float32))
+    np.savez(tmp_path / REFERENCES_FILE, **references.to_arrays())
+    again = load_reference_mouths(tmp_path)
+    assert again.states == ("closed", "half", "open") and again.aligned(face(64), (8, 28, 48, 32)).shape == (3, 32, 48, 3)
+    # a renderer saved before the lower-face renderer existed (no architecture) is pix2pixHD
+    old, old_config = build_renderer("light-256", appearance_channels=3, ngf=4, n_downsampling=2, n_blocks=1)
+    save_renderer(tmp_path / "old", old, old_config)
+    meta = json.loads((tmp_path / "old" / "renderer.json").read_text())
+    assert "architecture" not in meta and not is_lower_face(load_renderer(tmp_path / "old")[1])
+    meta["architecture"] = "hologram"
+    (tmp_path / "old" / "renderer.json").write_text(json.dumps(meta))
+    with pytest.raises(RendererError, match="unknown renderer architecture 'hologram'"):
+        load_renderer(tmp_path / "old")
