@@ -1,6 +1,7 @@
 """End-to-end synthesis: wall time and peak memory for outputs of several lengths, side by side.
 
     .venv/bin/python benchmarks/end_to_end.py [--anchor DIR] [--speech FILE] [--durations 10,60,600] [--compile]
+        [--json-out benchmarks/results/end_to_end.json]
 
 Each length runs in its own process (so each peak RSS is its own), synthesising a speech
 recording looped to that length with an anchor bundle: by default the demo anchor (built and
@@ -11,7 +12,8 @@ splits each run's time by stage (seconds per second of output; setup: loading th
 timing the renderer paths). TTS, the one stage a text script adds, is timed on its own on a news
 paragraph, and the last line adds it to the longest run: text → finished video. With
 ``--compile`` every length also runs with the renderer compiled (``synthesize --compile``), side
-by side; its set-up then includes the compilation.
+by side; its set-up then includes the compilation. ``--json-out`` writes every row and the text →
+video real-time factor of the longest (``{"text_to_video_rtf": …}``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from renderer import machine_line  # noqa: E402  (one line for the machine in every benchmark)
 DEFAULT_SPEECH = ROOT.parent / "shared" / "data" / "speech" / "styletalk_intro.wav"
 
 
@@ -41,15 +45,17 @@ def run_one(anchor: Path, speech: Path, seconds: float, compiled: bool = False) 
     wav = np.resize(wav, int(seconds * 16000)).astype(np.float32)  # loops the recording
     started = time.perf_counter()
     pipeline = AnchorPipeline(load_bundle(anchor), settings=SynthesisSettings(compile_renderer=compiled))
-    size, channels = pipeline.bundle.size, pipeline.renderer_config.input_channels
-    pipeline.runner.forward(np.zeros((1, channels, size, size), np.float32))  # compiles, if asked to
+    size, config = pipeline.bundle.size, pipeline.renderer_config
+    shape = config.region_shape(size) if pipeline.lower_face else (size, size)
+    pipeline.runner.forward(np.zeros((1, config.input_channels, *shape), np.float32))  # compiles, if asked to
     setup_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = pipeline.synthesize(wav, Path(tmp) / "out.mp4")
         result["wall_s"] = time.perf_counter() - started
         result["stage_seconds"]["setup"] = setup_s
-        result["renderer"] = result["renderer_path"] + (" compiled" if compiled else "")
+        result["renderer"] = (("lower-face " if pipeline.lower_face else "") + result["renderer_path"]
+                              + (" compiled" if compiled else ""))
         result["mp4_mb"] = (Path(tmp) / "out.mp4").stat().st_size / 1e6
     return result
 
@@ -86,6 +92,7 @@ def main() -> None:
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH)
     parser.add_argument("--durations", default="10,60,600", help="output lengths in seconds")
     parser.add_argument("--compile", action="store_true", help="also run every length with the renderer compiled")
+    parser.add_argument("--json-out", type=Path, help="write the rows and the text → video real-time factor here")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
@@ -101,7 +108,7 @@ def main() -> None:
         if args.compile:
             rows.append((float(s), measure(args.anchor, args.speech, float(s), compiled=True)))
     base_seconds, base = rows[0]
-    print(f"anchor {args.anchor}, speech {args.speech.name}")
+    print(f"{machine_line()}; anchor {args.anchor}, speech {args.speech.name}")
     print("| output | renderer | frames | wall (s) | frames/s | × real time | peak RSS (MB) | mp4 (MB) | time vs shortest | RSS vs shortest |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds, r in rows:
@@ -121,7 +128,15 @@ def main() -> None:
     longest_s, longest = rows[-1]
     pipeline_x = sum(longest["stage_seconds"].values()) / longest_s
     print(f"\nTTS (piper, {spoken:.0f} s of speech): {tts:.3f} s per second of speech. Text → finished video "
-          f"at {longest_s:.0f} s: {pipeline_x + tts:.2f} × real time (target ≤ 2 for a light 256² anchor).")
+          f"at {longest_s:.0f} s: {pipeline_x + tts:.2f} × real time (target ≤ 1.0 for a lower-face 256² anchor).")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps({
+            "text_to_video_rtf": round(pipeline_x + tts, 3), "at_seconds": longest_s, "tts_seconds_per_second": round(tts, 4),
+            "anchor": str(args.anchor), "machine": machine_line(),
+            "rows": [{"seconds": s, "renderer": r["renderer"], "wall_s": round(r["wall_s"], 2),
+                      "peak_rss_mb": round(r["peak_rss_mb"]), "stage_seconds": r["stage_seconds"]} for s, r in rows]},
+            indent=1) + "\n")
 
 
 if __name__ == "__main__":

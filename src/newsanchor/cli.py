@@ -219,7 +219,7 @@ def train_mouth_command(
 def train_renderer_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
-    config: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "light-256",
+    config: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "lower-face",
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps in all (a resumed run counts the steps it has; default 20,000, lower-face 6,000).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step, over all processes (default 4, lower-face 8).")] = None,
     vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG19 safetensors file for the perceptual loss (never downloaded).")] = None,
@@ -304,17 +304,18 @@ def evaluate_renderer_command(
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 (see `train renderer`).")] = "auto",
     samples_png: Annotated[Optional[Path], typer.Option(help="Write a PNG of sample rows: static baseline | each renderer | real.")] = None,
     samples: Annotated[int, typer.Option(help="Rows in --samples-png.")] = 4,
+    open_mouths: Annotated[bool, typer.Option("--open-mouths", help="Sample rows of the frames whose real mouth is most open (else evenly spread).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON line.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """PSNR/SSIM (crop and mouth), LMD and flicker on held-out frames, beside a static baseline."""
+    """PSNR/SSIM (crop and mouth), LMD, flicker, mouth sharpness and identity on held-out frames, beside a static baseline."""
     from .evaluate.renderer import evaluate_renderers, markdown_table, without_nan
 
     with _user_errors():
         with _frame_progress("evaluate renderer", not quiet) as progress:
             result = evaluate_renderers(dataset, runs, clips=clips, batch_size=batch_size, device=device,
                                         precision=precision, samples=samples if samples_png else 0,
-                                        on_frames=done_of_total(progress))
+                                        on_frames=done_of_total(progress), sample_open_mouths=open_mouths)
         rows = result.pop("samples", [])
         if samples_png is not None and rows:
             import cv2
@@ -331,21 +332,28 @@ def evaluate_renderer_command(
 def export_onnx_command(
     renderer: Annotated[Path, typer.Argument(help="Renderer directory (a train run or a snapshot).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
-    size: Annotated[Optional[int], typer.Option(help="Crop side the renderer runs at (default: its config's native size).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Crop side the renderer runs at (default: its config's native size, or the lower-face renderer's training crops).")] = None,
 ) -> None:
     """Export the renderer to ONNX (fp32, any batch size) for ONNX Runtime and other engines."""
-    from .render.pix2pixhd import NATIVE_SIZES, load_renderer
+    from .render.pix2pixhd import NATIVE_SIZES, is_lower_face, load_renderer
     from .render.runtime import export_onnx
 
     with _user_errors():
         model, config, extra = load_renderer(renderer)
-        size = size or NATIVE_SIZES.get(extra.get("train_config", {}).get("config", ""))
-        if size is None:
-            raise NewsanchorError(f"{renderer}: no native size recorded; give --size")
-        if size % config.size_multiple:
-            raise NewsanchorError(f"--size {size}: must be a multiple of {config.size_multiple} for this renderer")
-        export_onnx(model, size, out)
-        stderr.print(f"{out}: ONNX renderer, input x [B, {config.input_channels}, {size}, {size}]", markup=False,
+        if is_lower_face(config):
+            size = size or extra.get("crop_size")
+            if size is None:
+                raise NewsanchorError(f"{renderer}: no crop size recorded; give --size")
+            shape = config.region_shape(size)
+        else:
+            size = size or NATIVE_SIZES.get(extra.get("train_config", {}).get("config", ""))
+            if size is None:
+                raise NewsanchorError(f"{renderer}: no native size recorded; give --size")
+            if size % config.size_multiple:
+                raise NewsanchorError(f"--size {size}: must be a multiple of {config.size_multiple} for this renderer")
+            shape = (size, size)
+        export_onnx(model, size, out, shape=shape)
+        stderr.print(f"{out}: ONNX renderer, input x [B, {config.input_channels}, {shape[0]}, {shape[1]}]", markup=False,
                      soft_wrap=True)
 
 

@@ -129,6 +129,7 @@ class AnchorPipeline:
             # reference mouths (template crops: ~200 kB a frame at 256²)
             self.template_crops = list(bundle.template_crops())
             self.reference_mouths = bundle.reference_mouths()
+            self._aligned_references: dict[int, np.ndarray] = {}
         else:
             first_crop = next(iter(bundle.template_crops()))
             self.reference = appearance_reference(first_crop, self.template_landmarks[0])
@@ -196,8 +197,12 @@ class AnchorPipeline:
         ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are."""
         x0, y0, w, h = self.region
         alpha = region_alpha(faces, self.region)
+        # references are aligned by the eyes and nose, which the new mouth does not move: once per
+        # template frame (~25 MB for a 100-frame template at 256²)
+        if index not in self._aligned_references:
+            self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], self.region)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
-                                self.reference_mouths.aligned(landmarks, self.region), self.region,
+                                self._aligned_references[index], self.region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)
 
     def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:

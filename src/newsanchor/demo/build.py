@@ -8,7 +8,7 @@ by a viseme model from TTS phoneme timings) instead of a person's recordings:
 2. record   — the actor "records" them: mp4 clips with exact lip movement;
 3. prepare  — ``newsanchor prepare`` at 128² (:class:`DemoPlan` holds the sizes and budgets);
 4. mouth    — ``newsanchor train mouth`` (the TCN, L2 only: the quickest to converge);
-5. renderer — ``newsanchor train renderer`` with a small generator;
+5. renderer — ``newsanchor train renderer --config lower-face`` (the actor's own mouth pixels);
 6. bundle   — ``newsanchor bundle`` with an automatically found template;
 7. speak    — the news script → ``demo.mp4`` with ``newsanchor synthesize``'s pipeline.
 
@@ -33,7 +33,7 @@ import numpy as np
 from .. import __version__
 from ..progress import done_of_total
 
-DEMO_FORMAT = 1  # bump to rebuild every cached demo anchor
+DEMO_FORMAT = 2  # bump to rebuild every cached demo anchor (2: the lower-face renderer)
 PRESENTER = "Demo anchor (synthetic actor from the NASA astronaut photograph, public domain)"
 CONSENT = ("Synthetic actor built from a public-domain NASA photograph shipped with scikit-image; "
            "no real person's recordings are used.")
@@ -102,8 +102,9 @@ class DemoPlan:
     crop_size: int = 128
     mouth_epochs: float = 15.0
     mouth_max_steps: int = 0
-    renderer: tuple[tuple[str, int], ...] = (("ngf", 16), ("n_downsampling", 3), ("n_blocks", 3))
-    renderer_steps: int = 600
+    renderer_config: str = "lower-face"  # or a pix2pixHD config (light-256)
+    renderer: tuple[tuple[str, int], ...] = ()  # overrides of the config's sizes
+    renderer_steps: int = 1500
     renderer_batch: int = 8
     template_frames: int = 50
 
@@ -186,8 +187,10 @@ def build_demo_anchor(root: Path | None = None, hooks: DemoHooks = DemoHooks(), 
     from ..config import PrepareConfig
     from ..prepare import prepare
     from ..train.mouth import MouthTrainConfig, train_mouth
-    from ..train.renderer import RendererTrainConfig, train_renderer
+    from ..render.lower_face import LOWER_FACE_CONFIGS
     from ..template import template_in_dataset
+    from ..train.lower_face import LowerFaceTrainConfig, train_lower_face
+    from ..train.renderer import RendererTrainConfig, train_renderer
 
     cache = demo_cache(root, plan)
     clips = record_training_clips(cache / "recordings", plan, hooks)
@@ -206,12 +209,18 @@ def build_demo_anchor(root: Path | None = None, hooks: DemoHooks = DemoHooks(), 
         _mark_done(mouth)
     renderer = cache / "renderer"
     if not _done(renderer):
-        hooks.stage(f"training the renderer ({plan.renderer_steps} steps)")
-        settings = RendererTrainConfig(batch_size=plan.renderer_batch, max_steps=plan.renderer_steps,
-                                       sample_every=plan.renderer_steps, loader_workers=1,
-                                       renderer_overrides=dict(plan.renderer))
+        hooks.stage(f"training the renderer ({plan.renderer_config}, {plan.renderer_steps} steps)")
         with hooks.steps("train renderer") as on_step:
-            train_renderer(dataset, renderer, settings, on_step=on_step)
+            if plan.renderer_config in LOWER_FACE_CONFIGS:
+                train_lower_face(dataset, renderer, LowerFaceTrainConfig(
+                    config=plan.renderer_config, batch_size=plan.renderer_batch, max_steps=plan.renderer_steps,
+                    sample_every=plan.renderer_steps, loader_workers=1, renderer_overrides=dict(plan.renderer)),
+                    on_step=on_step)
+            else:
+                train_renderer(dataset, renderer, RendererTrainConfig(
+                    config=plan.renderer_config, batch_size=plan.renderer_batch, max_steps=plan.renderer_steps,
+                    sample_every=plan.renderer_steps, loader_workers=1, renderer_overrides=dict(plan.renderer)),
+                    on_step=on_step)
         _mark_done(renderer)
     anchor = cache / "anchor"
     if not (anchor / "anchor.json").is_file():

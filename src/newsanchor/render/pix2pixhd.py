@@ -225,10 +225,10 @@ def build_renderer(name_or_config: str | RendererConfig = "light-256", **overrid
 
 
 @torch.no_grad()
-def renderer_gflops(model: nn.Module, size: int, batch: int = 1) -> float:
+def renderer_gflops(model: nn.Module, size: int, batch: int = 1, shape: tuple[int, int] | None = None) -> float:
     """GFLOPs (2 × multiply-accumulates of the Conv2d/ConvTranspose2d layers, biases and
-    norms ignored) of one forward pass of ``batch`` images of ``size × size``, measured with
-    forward hooks on a zero input on the model's device."""
+    norms ignored) of one forward pass of ``batch`` images of ``size × size`` (or ``shape``),
+    measured with forward hooks on a zero input on the model's device."""
     macs = 0
 
     def conv_hook(module: nn.Conv2d, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
@@ -250,7 +250,7 @@ def renderer_gflops(model: nn.Module, size: int, batch: int = 1) -> float:
     param = next(model.parameters())
     channels = model.config.input_channels
     try:
-        model(torch.zeros(batch, channels, size, size, device=param.device, dtype=param.dtype))
+        model(torch.zeros(batch, channels, *(shape or (size, size)), device=param.device, dtype=param.dtype))
     finally:
         for h in handles:
             h.remove()

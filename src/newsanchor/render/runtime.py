@@ -53,10 +53,10 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 PATHS = ("fp32", "bf16", "onnx")
 
 
-def export_onnx(model: torch.nn.Module, size: int, path: str | Path) -> Path:
+def export_onnx(model: torch.nn.Module, size: int, path: str | Path, shape: tuple[int, int] | None = None) -> Path:
     """Write the generator as ONNX (opset 18, fp32, batch dimension dynamic), atomically.
 
-    Input ``x`` ``[B, C, size, size]`` float32, output ``[B, 3, size, size]``.
+    Input ``x`` ``[B, C, size, size]`` (or ``[B, C, *shape]``) float32, output ``[B, 3, …]`` of the same size.
 
     Raises:
         NewsanchorError: the onnx/onnxscript packages are missing or the export fails.
@@ -67,7 +67,7 @@ def export_onnx(model: torch.nn.Module, size: int, path: str | Path) -> Path:
     except ImportError:
         raise NewsanchorError("ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)") from None
     channels = model.config.input_channels
-    example = torch.zeros(1, channels, size, size)
+    example = torch.zeros(1, channels, *(shape or (size, size)))
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model stays where and as it is
 
     def write(tmp: Path) -> None:

@@ -18,7 +18,6 @@ renderer (``references.npz``) for bundles.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,20 +28,20 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
 from ..render.inputs import to_image
 from ..render.lower_face import LOWER_FACE_CONFIGS, LowerFaceConfig, build_lower_face
 from ..render.pix2pixhd import save_renderer
-from ..render.runtime import resolve_precision
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
-from .gan_losses import feature_matching_loss, laplacian_loss, lsgan_loss
-from .lower_face_data import (REFERENCES_FILE, LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
+from .gan_losses import laplacian_loss
+from ..render.references import REFERENCES_FILE
+from .lower_face_data import (LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
                               choose_references)
 from .mouth_data import dataset_split
-from .renderer import LOG, StepBatches, distributed, pick_device
+from .renderer import (RunLog, adversarial_terms, ddp, discriminator_update, distributed, keep_best, mixed_precision,
+                       pick_device, step_loader)
 from .state import load_train_state, save_train_state
 
 
@@ -146,32 +145,17 @@ def _blend(fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor) -> torch
 
 
 def _train_step(models: _Models, g_model, d_model, batch, config: LowerFaceTrainConfig, autocast) -> dict[str, float]:
-    """One discriminator and one generator update; returns the losses."""
+    """One discriminator and one generator update; returns the losses. The discriminators judge
+    the blended region conditioned on the map and the mask."""
     inputs, real, alpha, weight = batch
-    n_map = models.config.map_channels + 1
-    condition = inputs[:, :n_map]
+    condition = inputs[:, :models.config.map_channels + 1]
     with autocast:
         fake = _blend(g_model(inputs).float(), real, alpha)
-        both = d_model(torch.cat([torch.cat([condition, real], 1), torch.cat([condition, fake.detach()], 1)]))
-        n = len(inputs)
-        loss_d = 0.5 * (lsgan_loss([[o[:n] for o in s] for s in both], True)
-                        + lsgan_loss([[o[n:] for o in s] for s in both], False))
-    models.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    models.opt_d.step()
-    for p in models.discriminator.parameters():
-        p.requires_grad_(False)
-    with autocast:
-        fake_out = models.discriminator(torch.cat([condition, fake], 1))
-        with torch.no_grad():
-            real_out = models.discriminator(torch.cat([condition, real], 1))
-        g_gan = lsgan_loss(fake_out, True)
-        g_fm = feature_matching_loss(real_out, fake_out, weight=config.lambda_fm)
+    loss_d = discriminator_update(d_model, models.opt_d, condition, real, fake, autocast)
+    g_gan, g_fm = adversarial_terms(models.discriminator, condition, real, fake, autocast, config.lambda_fm)
     g_l1 = config.lambda_l1 * (weight * (fake - real).abs()).mean()
     g_lap = config.lambda_lap * laplacian_loss(fake, real, weight)
     loss_g = g_gan + g_fm + g_l1 + g_lap
-    for p in models.discriminator.parameters():
-        p.requires_grad_(True)
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     models.opt_g.step()
@@ -209,8 +193,8 @@ def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, a
 
 
 def _extra(dataset: PreparedDataset, config: LowerFaceTrainConfig, step: int, **values) -> dict:
-    return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "train_config": asdict(config),
-            "step": step, "references_file": REFERENCES_FILE, **values}
+    return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "crop_size": dataset.size,
+            "train_config": asdict(config), "step": step, "references_file": REFERENCES_FILE, **values}
 
 
 def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFaceTrainConfig, *, device: str | None = None,
@@ -231,20 +215,10 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     modules = {"generator": models.generator, "discriminator": models.discriminator}
     optimizers = {"generator": models.opt_g, "discriminator": models.opt_d}
     counters = load_train_state(out, modules, optimizers, device_t) or {"step": 0}
-    g_model = DistributedDataParallel(models.generator) if world > 1 else models.generator
-    d_model = DistributedDataParallel(models.discriminator) if world > 1 else models.discriminator
-    try:
-        precision = resolve_precision(config.precision, device_t)
-    except ValueError as err:
-        raise NewsanchorError(f"renderer training: {err}") from None
-    autocast = torch.autocast(device_t.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    sampler = StepBatches(len(train_frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
-    loader = torch.utils.data.DataLoader(train_frames, batch_sampler=sampler, num_workers=config.loader_workers,
-                                         persistent_workers=False)
-    log_file = open(out / LOG, "a", newline="") if rank == 0 else None
-    log = csv.writer(log_file) if log_file else None
-    if log and log_file.tell() == 0:
-        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_lap", "d", "val", "seconds"])
+    g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
+    autocast = mixed_precision(config.precision, device_t)
+    loader = step_loader(train_frames, config, counters["step"], rank, world)
+    log = RunLog(out, rank, ["step", "g_gan", "g_fm", "g_l1", "g_lap", "d", "val", "seconds"])
     started = time.perf_counter()
     try:
         for batch in loader:
@@ -258,13 +232,9 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
                 continue
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 val = validation_score(models.generator, val_frames, config.val_frames, device_t, autocast)
-                log.writerow([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_lap", "d")]
-                             + [f"{val:.5g}", round(time.perf_counter() - started, 1)])
-                log_file.flush()
-                best = counters.get("best_val")
-                improved = val != val or best is None or val < best
-                if improved:
-                    counters.update(best_val=None if val != val else val, best_step=step)
+                log.row([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_lap", "d")]
+                        + [f"{val:.5g}", round(time.perf_counter() - started, 1)])
+                improved = keep_best(counters, "best_val", val)
                 save_train_state(out, modules, optimizers, counters)
                 if improved:
                     save_renderer(out, models.generator, models.config, _extra(dataset, config, step, val=counters["best_val"]))
@@ -277,6 +247,5 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
                 grid = _sample_grid(batch[0], fake, batch[1], batch[2], models.config.map_channels)
                 cv2.imwrite(str(out / f"sample_{step:07d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     finally:
-        if log_file:
-            log_file.close()
+        log.close()
     return counters

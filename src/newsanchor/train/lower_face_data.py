@@ -24,7 +24,7 @@ import torch
 from ..dataset import PreparedDataset
 from ..features.mouth import MOUTH
 from ..render.inputs import lower_face_input, region_alpha
-from ..render.references import (OPEN_ENOUGH, REFERENCES_FILE, STATES, ReferenceMouths, align_reference, choose_candidates,
+from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, align_reference, choose_candidates,
                                  mouth_openness, teeth_score)
 from .mouth_data import Segment
 

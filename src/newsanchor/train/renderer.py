@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
-from ..render.pix2pixhd import build_renderer, save_renderer
+from ..render.pix2pixhd import RendererConfig, build_renderer, save_renderer
 from ..render.runtime import resolve_precision
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from .gan_losses import VGGPerceptualLoss, feature_matching_loss, lsgan_loss
@@ -96,6 +96,46 @@ class StepBatches(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
+def mixed_precision(precision: str, device: torch.device):
+    """The autocast context of a training run: bf16 where :func:`resolve_precision` picks it."""
+    try:
+        precision = resolve_precision(precision, device)
+    except ValueError as err:
+        raise NewsanchorError(f"renderer training: {err}") from None
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def step_loader(frames: torch.utils.data.Dataset, config, start: int, rank: int, world: int) -> torch.utils.data.DataLoader:
+    """This process's batches from step ``start`` to ``config.max_steps`` (see :class:`StepBatches`)."""
+    sampler = StepBatches(len(frames), config.batch_size, config.seed, start, config.max_steps, rank, world)
+    return torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
+                                       persistent_workers=False)
+
+
+class RunLog:
+    """``log.csv`` of a run (rank 0 only; other ranks write nothing): a header once, a row per checkpoint."""
+
+    def __init__(self, out: Path, rank: int, header: list[str]):
+        self.file = open(out / LOG, "a", newline="") if rank == 0 else None
+        self.writer = csv.writer(self.file) if self.file else None
+        if self.file and self.file.tell() == 0:
+            self.writer.writerow(header)
+
+    def row(self, values: list) -> None:
+        if self.writer:
+            self.writer.writerow(values)
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def ddp(module: torch.nn.Module, world: int) -> torch.nn.Module:
+    """The module wrapped for DistributedDataParallel when several processes train."""
+    return DistributedDataParallel(module) if world > 1 else module
+
+
 def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
     """Rows of map | rendered | real for up to 4 items, RGB uint8."""
     rows = []
@@ -136,6 +176,108 @@ def _validation_l1(generator: torch.nn.Module, batches, device: torch.device, au
     return total / max(count, 1)
 
 
+@dataclass
+class _Models:
+    """The generator and discriminator of a run, their optimisers and the generator's config."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    config: RendererConfig
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+
+def _build_models(config: RendererTrainConfig, device: torch.device) -> _Models:
+    """pix2pixHD's generator (map + appearance in) and multi-scale discriminator, with Adam."""
+    overrides = {"in_channels": MAP_CHANNELS, "appearance_channels": APPEARANCE_CHANNELS} | config.renderer_overrides
+    generator, renderer_config = build_renderer(config.config, **overrides)
+    discriminator = MultiscaleDiscriminator(DiscriminatorConfig(in_channels=renderer_config.input_channels + 3,
+                                                                num_scales=config.discriminator_scales))
+    generator.to(device)
+    discriminator.to(device)
+    betas = (0.5, 0.999)
+    return _Models(generator, discriminator, renderer_config,
+                   torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas),
+                   torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas))
+
+
+def discriminator_update(d_model, optimizer: torch.optim.Optimizer, condition: torch.Tensor, real: torch.Tensor,
+                         fake: torch.Tensor, autocast) -> torch.Tensor:
+    """One LSGAN update of a conditional multi-scale discriminator on (condition, real) against
+    (condition, fake) — in one forward, so one backward for DDP. Returns its loss."""
+    with autocast:
+        both = d_model(torch.cat([torch.cat([condition, real], 1), torch.cat([condition, fake.detach()], 1)]))
+        n = len(real)
+        loss_d = 0.5 * (lsgan_loss([[o[:n] for o in s] for s in both], True)
+                        + lsgan_loss([[o[n:] for o in s] for s in both], False))
+    optimizer.zero_grad(set_to_none=True)
+    loss_d.backward()
+    optimizer.step()
+    return loss_d
+
+
+def adversarial_terms(discriminator: torch.nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+                      autocast, lambda_fm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's LSGAN loss and feature matching (×``lambda_fm``) against a discriminator
+    that is not updated by them. Returns ``(g_gan, g_fm)``."""
+    for p in discriminator.parameters():
+        p.requires_grad_(False)
+    try:
+        with autocast:
+            fake_out = discriminator(torch.cat([condition, fake], 1))
+            with torch.no_grad():
+                real_out = discriminator(torch.cat([condition, real], 1))
+            return lsgan_loss(fake_out, True), feature_matching_loss(real_out, fake_out, weight=lambda_fm)
+    finally:
+        for p in discriminator.parameters():
+            p.requires_grad_(True)
+
+
+def keep_best(counters: dict, key: str, value: float) -> bool:
+    """Record a validation score (lower is better) in ``counters``; True when it is the best so far
+    (or there is nothing to compare: NaN), and then ``counters[key]`` and ``best_step`` are updated."""
+    best = counters.get(key)
+    improved = value != value or best is None or value < best
+    if improved:
+        counters.update({key: None if value != value else value, "best_step": counters["step"]})
+    return improved
+
+
+def _train_step(models: _Models, g_model, d_model, inputs: torch.Tensor, real: torch.Tensor,
+                config: RendererTrainConfig, autocast, vgg) -> tuple[dict[str, float], torch.Tensor]:
+    """One discriminator and one generator update; returns (losses, the generator's output)."""
+    with autocast:
+        fake = g_model(inputs)
+    loss_d = discriminator_update(d_model, models.opt_d, inputs, real, fake, autocast)
+    g_gan, g_fm = adversarial_terms(models.discriminator, inputs, real, fake, autocast, config.lambda_fm)
+    with autocast:
+        g_l1 = config.lambda_l1 * F.l1_loss(fake.float(), real)
+        g_vgg = config.lambda_vgg * vgg(fake.float(), real) if vgg is not None else torch.zeros((), device=real.device)
+    loss_g = g_gan + g_fm + g_l1 + g_vgg
+    models.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    models.opt_g.step()
+    losses = {"g_gan": g_gan.item(), "g_fm": g_fm.item(), "g_l1": g_l1.item(), "g_vgg": g_vgg.item(), "d": loss_d.item()}
+    return losses, fake
+
+
+def _checkpoint(out: Path, models: _Models, counters: dict, val_l1: float, extra: dict) -> None:
+    """Save the training state; the run's renderer becomes this step's if it is the best on
+    validation so far (adversarial training does not improve monotonically)."""
+    improved = keep_best(counters, "best_val_l1", val_l1)
+    save_train_state(out, models.modules, models.optimizers, counters)
+    if improved:
+        save_renderer(out, models.generator, models.config, extra | {"val_l1": counters["best_val_l1"]})
+
+
 def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
                    on_step=None) -> dict:
     """Train a renderer on the dataset's training split into the run directory ``out``."""
@@ -146,94 +288,40 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
     frames = RendererFrames.split(dataset, "train", use_edges=config.edges)
     if len(frames) < config.batch_size:
         raise NewsanchorError(f"{dataset.root}: {len(frames)} training frames, fewer than a batch")
-    overrides = {"in_channels": MAP_CHANNELS, "appearance_channels": APPEARANCE_CHANNELS} | config.renderer_overrides
-    generator, renderer_config = build_renderer(config.config, **overrides)
-    discriminator = MultiscaleDiscriminator(DiscriminatorConfig(in_channels=renderer_config.input_channels + 3,
-                                                                num_scales=config.discriminator_scales))
-    generator.to(device_t)
-    discriminator.to(device_t)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
-    modules, optimizers = {"generator": generator, "discriminator": discriminator}, {"generator": opt_g, "discriminator": opt_d}
+    models = _build_models(config, device_t)
     counters = {"step": 0}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
-    restored = load_train_state(out, modules, optimizers, device_t) if out.is_dir() else None
+    restored = load_train_state(out, models.modules, models.optimizers, device_t) if out.is_dir() else None
     if restored is not None:
         counters = restored
     vgg = VGGPerceptualLoss(config.vgg_weights).to(device_t) if config.vgg_weights else None
-    g_model = DistributedDataParallel(generator) if world > 1 else generator
-    d_model = DistributedDataParallel(discriminator) if world > 1 else discriminator
-    try:
-        precision = resolve_precision(config.precision, device_t)
-    except ValueError as err:
-        raise NewsanchorError(f"renderer training: {err}") from None
-    autocast = torch.autocast(device_t.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-    sampler = StepBatches(len(frames), config.batch_size, config.seed, counters["step"], config.max_steps, rank, world)
-    loader = torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
-                                         persistent_workers=False)
+    g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
+    autocast = mixed_precision(config.precision, device_t)
+    loader = step_loader(frames, config, counters["step"], rank, world)
     val_batches = _validation_batches(dataset, config) if rank == 0 else []
-    log_file = open(out / LOG, "a", newline="") if rank == 0 else None
-    log = csv.writer(log_file) if log_file else None
-    if log and log_file.tell() == 0:
-        log.writerow(["step", "g_gan", "g_fm", "g_l1", "g_vgg", "d", "val_l1", "seconds"])
+    log = RunLog(out, rank, ["step", "g_gan", "g_fm", "g_l1", "g_vgg", "d", "val_l1", "seconds"])
     started = time.perf_counter()
     try:
         for inputs, real in loader:
             inputs, real = inputs.to(device_t), real.to(device_t)
-            with autocast:
-                fake = g_model(inputs)
-                # discriminator: real and fake pairs in one forward (one backward for DDP)
-                both = d_model(torch.cat([torch.cat([inputs, real], 1), torch.cat([inputs, fake.detach()], 1)]))
-                n = len(inputs)
-                loss_d = 0.5 * (lsgan_loss([[o[:n] for o in s] for s in both], True)
-                                + lsgan_loss([[o[n:] for o in s] for s in both], False))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            for p in discriminator.parameters():
-                p.requires_grad_(False)
-            with autocast:
-                fake_out = discriminator(torch.cat([inputs, fake], 1))
-                with torch.no_grad():
-                    real_out = discriminator(torch.cat([inputs, real], 1))
-                g_gan = lsgan_loss(fake_out, True)
-                g_fm = feature_matching_loss(real_out, fake_out, weight=config.lambda_fm)
-                g_l1 = config.lambda_l1 * F.l1_loss(fake.float(), real)
-                g_vgg = config.lambda_vgg * vgg(fake.float(), real) if vgg is not None else torch.zeros((), device=device_t)
-                loss_g = g_gan + g_fm + g_l1 + g_vgg
-            for p in discriminator.parameters():
-                p.requires_grad_(True)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            losses, fake = _train_step(models, g_model, d_model, inputs, real, config, autocast, vgg)
             counters["step"] += 1
             step = counters["step"]
-            losses = {"g_gan": g_gan.item(), "g_fm": g_fm.item(), "g_l1": g_l1.item(), "g_vgg": g_vgg.item(), "d": loss_d.item()}
             if on_step and rank == 0:
                 on_step(step, config.max_steps, losses)
-            if rank == 0 and (step % config.checkpoint_every == 0 or step == config.max_steps):
-                # GAN training does not improve monotonically: the run's renderer is its best on
-                # validation so far (the latest weights stay in the training state for resuming)
-                val_l1 = _validation_l1(generator, val_batches, device_t, autocast) if val_batches else float("nan")
-                log.writerow([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_vgg", "d")]
-                             + [f"{val_l1:.5g}", round(time.perf_counter() - started, 1)])
-                log_file.flush()
-                best = counters.get("best_val_l1")
-                improved = not val_batches or best is None or val_l1 < best
-                if improved:
-                    counters.update(best_val_l1=None if val_l1 != val_l1 else val_l1, best_step=step)
-                save_train_state(out, modules, optimizers, counters)
-                if improved:
-                    save_renderer(out, generator, renderer_config,
-                                  _renderer_extra(dataset, config, step) | {"val_l1": counters["best_val_l1"]})
-            if rank == 0 and step in config.snapshot_steps:
-                save_renderer(out / f"step_{step:07d}", generator, renderer_config, _renderer_extra(dataset, config, step))
-            if rank == 0 and step % config.sample_every == 0:
+            if rank != 0:
+                continue
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                val_l1 = _validation_l1(models.generator, val_batches, device_t, autocast) if val_batches else float("nan")
+                log.row([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_vgg", "d")]
+                        + [f"{val_l1:.5g}", round(time.perf_counter() - started, 1)])
+                _checkpoint(out, models, counters, val_l1, _renderer_extra(dataset, config, step))
+            if step in config.snapshot_steps:
+                save_renderer(out / f"step_{step:07d}", models.generator, models.config, _renderer_extra(dataset, config, step))
+            if step % config.sample_every == 0:
                 cv2.imwrite(str(out / f"sample_{step:07d}.png"), cv2.cvtColor(_sample_grid(inputs, fake, real), cv2.COLOR_RGB2BGR))
     finally:
-        if log_file:
-            log_file.close()
+        log.close()
     return counters
