@@ -15,7 +15,8 @@ from newsanchor.render.inputs import compose_region, lower_face_input, region_al
 from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
 from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_candidates,
-                                          load_reference_mouths, mouth_openness, similarity)
+                                          load_reference_mouths, mouth_openness, similarity, teeth_score,
+                                          thin_plate_spline, warp_reference)
 from newsanchor.train.gan_losses import laplacian_loss, laplacian_pyramid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -172,3 +173,37 @@ def test_a_lower_face_renderer_saves_and_loads_beside_its_references(tmp_path):
     (tmp_path / "old" / "renderer.json").write_text(json.dumps(meta))
     with pytest.raises(RendererError, match="unknown renderer architecture 'hologram'"):
         load_renderer(tmp_path / "old")
+
+
+def test_teeth_are_told_from_a_dark_mouth_by_the_lips_around_them():
+    points = face(open_px=20)
+    crop = np.full((256, 256, 3), (200, 160, 140), np.uint8)  # skin
+    cv2.fillPoly(crop, [np.round(points[48:60]).astype(np.int32)], (170, 60, 60))  # red lips
+    inner = [np.round(points[60:68]).astype(np.int32)]
+    dark, teeth = crop.copy(), crop.copy()
+    cv2.fillPoly(dark, inner, (30, 10, 10))
+    cv2.fillPoly(teeth, inner, (215, 210, 190))  # greyish-white, less saturated than the lips
+    assert teeth_score(teeth, points) > 0.8 and teeth_score(dark, points) < 0.05
+    assert teeth_score(teeth, face(open_px=0)) < 0.5  # barely any inside when closed
+
+
+def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():
+    target = face(open_px=16)
+    reference = face(open_px=2) * 1.05 + (4.0, -3.0)  # another pose, mouth nearly closed
+    control = np.random.default_rng(0).uniform(0, 100, (12, 2))
+    moved = control + np.random.default_rng(1).uniform(-5, 5, (12, 2))
+    np.testing.assert_allclose(thin_plate_spline(control, moved, control, smoothing=0), moved, atol=1e-8)
+    crop = np.zeros((256, 256, 3), np.uint8)
+    lower_lip = np.round(reference[57]).astype(int)  # bottom of the outer lower lip
+    cv2.circle(crop, tuple(lower_lip), 3, (255, 255, 255), -1)
+    box = (32, 112, 192, 144)
+    for warp, expected in (("mouth", target[57]), ("head", None)):
+        warped = warp_reference(crop, reference, target, box, warp)
+        ys, xs = np.nonzero(warped[..., 0] > 128)
+        centre = np.array([xs.mean(), ys.mean()]) + box[:2]
+        if expected is not None:  # the lip lands where the target's lip is (16 px lower than closed)
+            assert np.linalg.norm(centre - expected) < 2.5
+        else:  # the head alignment alone leaves it near the closed position
+            assert np.linalg.norm(centre - target[57]) > 8
+    with pytest.raises(ValueError, match="warp must be"):
+        warp_reference(crop, reference, target, box, "face")

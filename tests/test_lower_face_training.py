@@ -97,8 +97,10 @@ def test_evaluation_measures_sharpness_and_identity_beside_pix2pixhd_and_the_sta
     for row in (scores, static):
         assert set(row) >= {"psnr", "psnr_mouth", "ssim_mouth", "lmd", "flicker", "sharpness_ratio", "identity_dist"}
         assert row["sharpness_ratio"] > 0 and 0 <= row["identity_dist"] < 2
-    # the static frame is a real frame: as detailed as the footage, and no flicker
-    assert 0.5 < static["sharpness_ratio"] < 2 and static["flicker"] == 0
+    # the static frame is a real frame: as detailed as the footage, and no flicker anywhere
+    assert 0.5 < static["sharpness_ratio"] < 2 and static["flicker"] == 0 and static["flicker_face"] == 0
+    # the lower-face render changes only the lower face: real flicker outside it, its own inside
+    assert scores["flicker"] == pytest.approx(result["real"]["flicker"], rel=0.05) and scores["flicker_face"] > 0
     # the lower-face render is blended into the frame: nothing above the nose changes, so the
     # rendered face keeps the real one's identity better than a frame from elsewhere could
     assert scores["identity_dist"] < 0.6

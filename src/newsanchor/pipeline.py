@@ -197,12 +197,17 @@ class AnchorPipeline:
         ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are."""
         x0, y0, w, h = self.region
         alpha = region_alpha(faces, self.region)
-        # references are aligned by the eyes and nose, which the new mouth does not move: once per
-        # template frame (~25 MB for a 100-frame template at 256²)
-        if index not in self._aligned_references:
-            self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], self.region)
+        warp = self.renderer_config.reference_warp
+        if warp == "head":
+            # aligned by the eyes and nose, which the new mouth does not move: once per template
+            # frame (~25 MB for a 100-frame template at 256²)
+            if index not in self._aligned_references:
+                self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], self.region)
+            references = self._aligned_references[index]
+        else:  # bent onto the new mouth: every frame (~1.5 ms for three at 256²)
+            references = self.reference_mouths.aligned(landmarks, self.region, warp)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
-                                self._aligned_references[index], self.region,
+                                references, self.region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)
 
     def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:

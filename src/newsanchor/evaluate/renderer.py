@@ -9,8 +9,13 @@ the real frame:
   the frame's real mouth landmarks);
 - LMD: dlib's mouth landmarks found on the rendered frame (tracked through the segment, as in
   preparation) against those drawn into its map, in crop pixels;
-- flicker: mean absolute frame-to-frame difference outside the lower faces of both frames,
-  rendered (``flicker``) beside the real footage's own (``flicker_real``).
+- flicker: mean absolute frame-to-frame difference outside the lower faces of both frames
+  (``flicker``), and inside them (``flicker_face``: what a lower-face renderer changes; it
+  includes the speech's own motion, so compare it with the real footage's), beside the real
+  footage's own;
+- mouth sharpness: variance of the Laplacian in the mouth box, rendered over real on the same
+  frames (``sharpness_ratio``; 1.0 = as crisp), and identity: distance of dlib's face-recognition
+  descriptors of rendered and real frames (``identity_dist``, every 10th frame).
 
 Beside each, the static baseline: the segment's first real frame repeated. On steady footage it
 already scores high (GRID: ~25–31 dB); a renderer is worth what it adds, above all in the
@@ -39,7 +44,8 @@ from ..render.runtime import RendererRunner, resolve_precision
 from ..train.mouth_data import Segment, dataset_split
 from .image_metrics import crop_box, identity_distance, laplacian_variance, mouth_box, psnr, ssim
 
-METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "sharpness_ratio", "identity_dist")
+METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "flicker_face", "sharpness_ratio",
+           "identity_dist")
 IDENTITY_EVERY = 10  # dlib's face descriptor takes ~0.1 s: measured on every 10th frame
 
 
@@ -78,6 +84,7 @@ class _Scores:
     detail_real: list[float] = field(default_factory=list)  # the same on the real frame
     identity_dist: list[float] = field(default_factory=list)
     flicker: FlickerMeter = field(default_factory=FlickerMeter)
+    flicker_face: FlickerMeter = field(default_factory=FlickerMeter)  # inside the lower face
     tracker: FaceTracker = field(default_factory=FaceTracker)
 
     def add(self, image: np.ndarray, real: np.ndarray, drawn: np.ndarray, keep_out: np.ndarray, *,
@@ -97,10 +104,12 @@ class _Scores:
         found = self.tracker.update(np.ascontiguousarray(image))
         self.lmd.append(np.nan if found is None else float(np.linalg.norm(found[MOUTH] - drawn[MOUTH], axis=-1).mean()))
         self.flicker.add(image, keep_out)
+        self.flicker_face.add(image, ~keep_out)
 
     def summary(self) -> dict[str, float]:
         out = {k: _finite_mean(getattr(self, k)) for k in ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "identity_dist")}
         out["flicker"] = self.flicker.value
+        out["flicker_face"] = self.flicker_face.value
         out["lmd_found"] = float(np.isfinite(self.lmd).mean()) if self.lmd else float("nan")
         # ratio of mean detail over the same frames: 1.0 = as crisp as the real mouth
         out["sharpness_ratio"] = _finite_mean(self.detail) / max(_finite_mean(self.detail_real), 1e-9)
@@ -185,7 +194,8 @@ class _RendererUnderTest:
         x0, y0, w, h = box
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
-                                   self.references.aligned(f.landmarks, box), box, use_edges=self.use_edges,
+                                   self.references.aligned(f.landmarks, box, self.config.reference_warp), box,
+                                   use_edges=self.use_edges,
                                    masked_frame=self.config.masked_frame)
                   for f, a in zip(frames, alphas)]
         regions = self.runner.render(np.stack(inputs))
@@ -202,6 +212,7 @@ class _SegmentResult:
     scores: dict[str, _Scores]
     static: _Scores
     real_flicker: FlickerMeter
+    real_flicker_face: FlickerMeter
     real_lmd: list[float]
 
 
@@ -213,7 +224,7 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
     found = ~np.isnan(landmarks[:, 0, 0])
     first_face = int(np.flatnonzero(found)[0])
     reference = appearance_reference(dataset.crop_frames(segment.clip, [first_face])[0], landmarks[first_face])
-    result = _SegmentResult({name: _Scores() for name in renderers}, _Scores(), FlickerMeter(), [])
+    result = _SegmentResult({name: _Scores() for name in renderers}, _Scores(), FlickerMeter(), FlickerMeter(), [])
     real_tracker = FaceTracker()
     static: _Frame | None = None
     pending: list[_Frame] = []
@@ -236,6 +247,7 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
             result.real_lmd.append(np.nan if on_real is None else
                                    float(np.linalg.norm(on_real[MOUTH] - frame.landmarks[MOUTH], axis=-1).mean()))
             result.real_flicker.add(frame.real, keep_out)
+            result.real_flicker_face.add(frame.real, ~keep_out)
             scored += 1
             on_frame([static.real] + [outputs[n][0][j] for n in renderers] + [frame.real])
         pending.clear()
@@ -252,7 +264,8 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
     return {"clip": segment.clip, "start": segment.start, "stop": segment.stop,
             "runs": {name: s.summary() for name, s in result.scores.items()},
             "baseline_static": result.static.summary(),
-            "real": {"flicker": result.real_flicker.value, "lmd": _finite_mean(result.real_lmd)}}
+            "real": {"flicker": result.real_flicker.value, "flicker_face": result.real_flicker_face.value,
+                     "lmd": _finite_mean(result.real_lmd)}}
 
 
 def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips: int | None = None,
@@ -339,12 +352,14 @@ def without_nan(value):
 
 def markdown_table(result: dict) -> str:
     """One row per renderer and one for the static baseline; medians over test segments."""
-    head = "| | PSNR (dB) | mouth PSNR (dB) | SSIM | mouth SSIM | LMD (px) | flicker | mouth sharpness ratio | identity dist |"
+    head = ("| | PSNR (dB) | mouth PSNR (dB) | SSIM | mouth SSIM | LMD (px) | flicker | lower-face flicker "
+            "| mouth sharpness ratio | identity dist |")
     lines = [f"{result['segments']} test segments, {result['frames']} frames; medians over segments. "
-             f"Real footage: flicker {result['real']['flicker']:.2f}, LMD of dlib on the real frames "
-             f"{result['real']['lmd']:.2f} px.", "", head, "|---|---|---|---|---|---|---|---|---|"]
+             f"Real footage: flicker {result['real']['flicker']:.2f}, lower-face flicker {result['real']['flicker_face']:.2f}, "
+             f"LMD of dlib on the real frames {result['real']['lmd']:.2f} px.", "", head, "|---" * 10 + "|"]
     rows = list(result["runs"].items()) + [("static baseline (first frame repeated)", result["baseline_static"])]
     for name, m in rows:
         lines.append(f"| {name} | {m['psnr']:.2f} | {m['psnr_mouth']:.2f} | {m['ssim']:.3f} | {m['ssim_mouth']:.3f} "
-                     f"| {m['lmd']:.2f} | {m['flicker']:.2f} | {m['sharpness_ratio']:.2f} | {m['identity_dist']:.3f} |")
+                     f"| {m['lmd']:.2f} | {m['flicker']:.2f} | {m['flicker_face']:.2f} | {m['sharpness_ratio']:.2f} "
+                     f"| {m['identity_dist']:.3f} |")
     return "\n".join(lines) + "\n"

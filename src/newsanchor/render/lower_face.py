@@ -67,6 +67,9 @@ class LowerFaceConfig:
     region: the rendered box (:class:`FaceRegion` fields x, y, w, h).
     masked_frame: read the frame's own region with the lower face blanked (False: the ablation
         without it; the mask channel stays).
+    reference_warp: how the reference mouths are brought onto the frame (``references.WARPS``):
+        ``"head"`` by eyes and nose only (the first trained renderers), ``"mouth"`` also bent
+        onto the frame's drawn jaw and lips (the ``lower-face`` preset).
     """
 
     map_channels: int = N_CHANNELS
@@ -77,6 +80,7 @@ class LowerFaceConfig:
     max_channels: int = 192
     region: tuple[float, float, float, float] = (0.125, 0.4375, 0.75, 0.5625)
     masked_frame: bool = True
+    reference_warp: str = "head"
 
     def __post_init__(self) -> None:
         for name in ("map_channels", "ngf", "max_channels"):
@@ -85,6 +89,8 @@ class LowerFaceConfig:
         for name in ("references", "n_downsampling", "n_blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LowerFaceConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.reference_warp not in ("head", "mouth"):
+            raise ValueError(f"LowerFaceConfig: reference_warp must be head or mouth, got {self.reference_warp!r}")
         x, y, w, h = self.region
         if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
             raise ValueError(f"LowerFaceConfig: region {self.region} must lie inside the crop")
@@ -115,7 +121,7 @@ class LowerFaceConfig:
 
 LOWER_FACE_CONFIGS: dict[str, LowerFaceConfig] = {
     # CPU real time at 256² crops: a 192×144 region, 3.4 GFLOP a frame, 4.2 M parameters.
-    "lower-face": LowerFaceConfig(),
+    "lower-face": LowerFaceConfig(reference_warp="mouth"),
 }
 
 

@@ -5,7 +5,11 @@ Chosen automatically from the recordings' training frames by how open the mouth 
 gap in inter-ocular distances) and, for the open one, by how much of the mouth's inside is
 bright and grey (teeth). At render time each reference is warped so that its head pose matches
 the frame being rendered (:func:`align_reference`): a similarity fitted on the eyes and nose,
-which do not move when the mouth does, so the upper teeth land where they belong.
+which do not move when the mouth does, so the upper teeth land where they belong — and, with
+``warp="mouth"``, then bent by a thin-plate spline that carries the reference's jaw, nose bottom
+and lips onto the frame's drawn ones (:func:`warp_reference`): the lips and teeth of the
+reference arrive where the frame's mouth is, open as wide as it is, and the renderer has to
+clean them up rather than move them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 INNER_MOUTH = list(range(60, 68))
 # Points that stay put when the mouth moves: eye corners and the nose bridge and bottom.
 STABLE_POINTS = list(range(27, 36)) + list(range(36, 48))
+# Points the thin-plate spline carries from the reference onto the frame: jaw, nose bottom, lips.
+WARP_POINTS = list(range(2, 15)) + list(range(31, 36)) + list(range(48, 68))
+WARPS = ("head", "mouth")
+_TPS_GRID = 8  # the spline is evaluated every 8 px and interpolated between (smooth by construction)
 
 
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
@@ -41,18 +49,21 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
 
 
 def teeth_score(crop: np.ndarray, landmarks: np.ndarray) -> float:
-    """Share of the inner-mouth polygon that looks like teeth: brighter than the median of the
-    face's lower half and low in saturation. crop [S, S, 3] RGB uint8, landmarks [68, 2]."""
-    mask = np.zeros(crop.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(landmarks[INNER_MOUTH]).astype(np.int32)], 1)
-    inside = mask.astype(bool)
-    if inside.sum() < 4:
+    """Share of the inner-mouth polygon that looks like teeth: brighter and less saturated than
+    the median of the lips around it (teeth beside a dark mouth and red lips; measured against the
+    lips, not the skin, because teeth are often darker than a lit face). crop [S, S, 3] RGB uint8,
+    landmarks [68, 2]."""
+    inner = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [np.round(landmarks[INNER_MOUTH]).astype(np.int32)], 1)
+    outer = np.zeros_like(inner)
+    cv2.fillPoly(outer, [np.round(landmarks[48:60]).astype(np.int32)], 1)
+    inside = inner.astype(bool)
+    lips = outer.astype(bool) & ~inside
+    if inside.sum() < 4 or lips.sum() < 4:
         return 0.0
     hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
-    face = np.zeros_like(mask)
-    cv2.fillPoly(face, [np.round(landmarks[list(range(2, 15)) + [35, 34, 33, 32, 31]]).astype(np.int32)], 1)
-    skin_value = float(np.median(hsv[..., 2][face.astype(bool) & ~inside])) if (face.astype(bool) & ~inside).any() else 128.0
-    teeth = (hsv[..., 2] >= skin_value) & (hsv[..., 1] < 90)
+    value, saturation = hsv[..., 2], hsv[..., 1]
+    teeth = (value > np.median(value[lips])) & (saturation < np.median(saturation[lips]))
     return float(teeth[inside].mean())
 
 
@@ -92,9 +103,10 @@ class ReferenceMouths:
             raise ValueError(f"reference mouths: crops {crops.shape} and landmarks {landmarks.shape} do not fit")
         return cls(crops, landmarks, tuple(str(s) for s in arrays["states"]), np.asarray(arrays["openness"], np.float32))
 
-    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Every reference warped to the target's pose and cut to the region: ``[K, h, w, 3]`` uint8."""
-        return np.stack([align_reference(c, lm, target_landmarks, box) for c, lm in zip(self.crops, self.landmarks)]) \
+    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head") -> np.ndarray:
+        """Every reference warped onto the target (:func:`warp_reference`) and cut to the region:
+        ``[K, h, w, 3]`` uint8."""
+        return np.stack([warp_reference(c, lm, target_landmarks, box, warp) for c, lm in zip(self.crops, self.landmarks)]) \
             if len(self.crops) else np.zeros((0, box[3], box[2], 3), np.uint8)
 
 
@@ -121,6 +133,74 @@ def align_reference(crop: np.ndarray, reference_landmarks: np.ndarray, target_la
     matrix = similarity(reference_landmarks[STABLE_POINTS], target_landmarks[STABLE_POINTS])
     matrix[:, 2] -= (x0, y0)
     return cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _tps_kernel(r2: np.ndarray) -> np.ndarray:
+    """Thin-plate radial function ``r² log r²`` of squared distances (0 at 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r2 > 0, r2 * np.log(r2), 0.0)
+
+
+def thin_plate_spline(source: np.ndarray, target: np.ndarray, points: np.ndarray, smoothing: float = 1e-3) -> np.ndarray:
+    """The thin-plate spline through control points ``source [P, 2] → target [P, 2]`` evaluated at
+    ``points [N, 2]``: ``[N, 2]``. ``smoothing`` (in units of the points' spread squared) keeps
+    coinciding control points (a closed mouth's inner lips) from making the system singular."""
+    scale = max(float(np.ptp(source, axis=0).max()), 1e-6)
+    s, q = source / scale, points / scale
+    n = len(s)
+    kernel = _tps_kernel(((s[:, None] - s[None]) ** 2).sum(-1)) + smoothing * np.eye(n)
+    affine = np.hstack([np.ones((n, 1)), s])
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n], system[:n, n:], system[n:, :n] = kernel, affine, affine.T
+    rhs = np.zeros((n + 3, 2))
+    rhs[:n] = target
+    coefficients = np.linalg.solve(system, rhs)
+    basis = _tps_kernel(((q[:, None] - s[None]) ** 2).sum(-1))
+    return basis @ coefficients[:n] + np.hstack([np.ones((len(q), 1)), q]) @ coefficients[n:]
+
+
+def warp_reference(crop: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
+                   box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
+    """A reference crop ``[S, S, 3]`` brought onto the target face, cut to the region
+    ``box = (x0, y0, w, h)``: ``[h, w, 3]`` uint8.
+
+    ``warp="head"``: :func:`align_reference` (eyes and nose onto the target's). ``"mouth"``: then
+    a thin-plate spline moves the reference's jaw, nose bottom and lips (:data:`WARP_POINTS`) onto
+    the target's, while the region's border stays where the head alignment put it.
+    """
+    if warp == "head":
+        return align_reference(crop, reference_landmarks, target_landmarks, box)
+    if warp != "mouth":
+        raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    x0, y0, w, h = box
+    head = similarity(reference_landmarks[STABLE_POINTS], target_landmarks[STABLE_POINTS])
+    moved = reference_landmarks[WARP_POINTS] @ head[:, :2].T + head[:, 2]
+    border = np.array([(x0 + w * fx, y0 + h * fy) for fx in (0, 0.5, 1) for fy in (0, 0.5, 1) if (fx, fy) != (0.5, 0.5)])
+    control_target = np.vstack([target_landmarks[WARP_POINTS], border])
+    control_source = np.vstack([moved, border])
+    gx = np.linspace(x0, x0 + w - 1, max(2, -(-w // _TPS_GRID) + 1))
+    gy = np.linspace(y0, y0 + h - 1, max(2, -(-h // _TPS_GRID) + 1))
+    grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+    # target pixel → where it lies on the head-aligned reference → the reference crop's pixel
+    aligned = thin_plate_spline(control_target, control_source, grid)
+    inverse = cv2.invertAffineTransform(head)
+    source = aligned @ inverse[:, :2].T + inverse[:, 2]
+    coarse = source.reshape(len(gy), len(gx), 2)
+    rows, cols = _interpolation_weights(h, len(gy)), _interpolation_weights(w, len(gx))
+    maps = [(rows @ coarse[..., i] @ cols.T).astype(np.float32) for i in (0, 1)]
+    return cv2.remap(crop, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _interpolation_weights(n_out: int, n_in: int) -> np.ndarray:
+    """Linear interpolation ``[n_out, n_in]`` from ``n_in`` samples spanning the same first and last
+    position as the ``n_out`` outputs."""
+    position = np.linspace(0, n_in - 1, n_out)
+    low = np.minimum(np.floor(position).astype(int), n_in - 2)
+    frac = position - low
+    weights = np.zeros((n_out, n_in))
+    weights[np.arange(n_out), low] = 1 - frac
+    weights[np.arange(n_out), low + 1] = frac
+    return weights
 
 
 REFERENCES_FILE = "references.npz"

@@ -134,7 +134,7 @@ def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainCo
     references = pools.best(renderer_config.references)
     np.savez(run / REFERENCES_FILE, **references.to_arrays())
     common = dict(references=renderer_config.references, masked_frame=renderer_config.masked_frame,
-                  use_edges=config.edges, mouth_weight=config.mouth_weight)
+                  use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp)
     return (LowerFaceFrames(train_cache, pools, box, dataset.size, randomise=True, **common),
             LowerFaceFrames(val_cache, pools, box, dataset.size, randomise=False, **common), pools)
 

@@ -24,8 +24,8 @@ import torch
 from ..dataset import PreparedDataset
 from ..features.mouth import MOUTH
 from ..render.inputs import lower_face_input, region_alpha
-from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, align_reference, choose_candidates,
-                                 mouth_openness, teeth_score)
+from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
+                                 mouth_openness, teeth_score, warp_reference)
 from .mouth_data import Segment
 
 log = logging.getLogger("newsanchor.train")
@@ -176,8 +176,9 @@ class LowerFaceFrames(torch.utils.data.Dataset):
 
     def __init__(self, cache: RegionCache, pools: ReferencePools, box: tuple[int, int, int, int], size: int, *,
                  references: int, masked_frame: bool = True, use_edges: bool = True, randomise: bool = True,
-                 mouth_weight: float = 2.0, neighbour_frames: int = 12):
+                 mouth_weight: float = 2.0, neighbour_frames: int = 12, reference_warp: str = "head"):
         self.cache, self.pools, self.box, self.size = cache, pools, box, size
+        self.reference_warp = reference_warp
         self.references, self.masked_frame, self.use_edges = references, masked_frame, use_edges
         self.randomise, self.mouth_weight, self.neighbour_frames = randomise, mouth_weight, neighbour_frames
 
@@ -200,8 +201,8 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         edges[y0:y0 + h, x0:x0 + w] = cache.edges[index]
         region = np.asarray(cache.regions[index])
         picks = [0 if rng is None else int(rng.integers(len(c))) for c in self.pools.crops[:self.references]]
-        refs = np.stack([align_reference(self.pools.crops[s][p], self.pools.landmarks[s][p], landmarks, self.box)
-                         for s, p in enumerate(picks)]) if self.references else np.zeros((0, h, w, 3), np.uint8)
+        refs = np.stack([warp_reference(self.pools.crops[s][p], self.pools.landmarks[s][p], landmarks, self.box,
+                                        self.reference_warp) for s, p in enumerate(picks)]) if self.references else np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
                                   masked_frame=self.masked_frame)
         weight = np.ones((h, w), np.float32)
