@@ -232,6 +232,7 @@ def train_renderer_command(
     loader_workers: Annotated[int, typer.Option(help="Processes decoding training frames.")] = 2,
     references: Annotated[bool, typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (--no-references: the ablation).")] = True,
     masked_frame: Annotated[bool, typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (--no-masked-frame: the ablation).")] = True,
+    reference_warp: Annotated[Optional[str], typer.Option(help="lower-face: bring the reference mouths onto each frame by the head pose only (head) or also bend them onto its mouth (mouth, the default).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a renderer (facial map → face); run under torchrun for several GPUs or nodes."""
@@ -247,13 +248,18 @@ def train_renderer_command(
 
         if upsample is not None and upsample not in UPSAMPLE_MODES:
             raise NewsanchorError(f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_MODES)}")
+        if config not in LOWER_FACE_CONFIGS and (reference_warp is not None or not references or not masked_frame):
+            raise NewsanchorError(f"--config {config}: --reference-warp, --no-references and --no-masked-frame are lower-face options")
         if config in LOWER_FACE_CONFIGS:
             from .train.lower_face import LowerFaceTrainConfig, cache_regions, train_lower_face
 
             if vgg_weights or upsample:
                 raise NewsanchorError(f"--config {config}: --vgg-weights and --upsample are pix2pixHD options")
+            if reference_warp not in (None, "head", "mouth"):
+                raise NewsanchorError(f"--reference-warp {reference_warp}: expected head or mouth")
             lower = LowerFaceTrainConfig(config=config, seed=seed, precision=precision, edges=edges, snapshot_steps=snapshots,
                                          loader_workers=loader_workers, references=references, masked_frame=masked_frame,
+                                         renderer_overrides={"reference_warp": reference_warp} if reference_warp else {},
                                          **({"max_steps": max_steps} if max_steps else {}),
                                          **({"batch_size": batch_size} if batch_size else {}))
             with _frame_progress("cut training regions", not quiet) as progress:

@@ -106,8 +106,7 @@ class ReferenceMouths:
     def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head") -> np.ndarray:
         """Every reference warped onto the target (:func:`warp_reference`) and cut to the region:
         ``[K, h, w, 3]`` uint8."""
-        return np.stack([warp_reference(c, lm, target_landmarks, box, warp) for c, lm in zip(self.crops, self.landmarks)]) \
-            if len(self.crops) else np.zeros((0, box[3], box[2], 3), np.uint8)
+        return warp_references(self.crops, self.landmarks, target_landmarks, box, warp)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -142,8 +141,9 @@ def _tps_kernel(r2: np.ndarray) -> np.ndarray:
 
 
 def thin_plate_spline(source: np.ndarray, target: np.ndarray, points: np.ndarray, smoothing: float = 1e-3) -> np.ndarray:
-    """The thin-plate spline through control points ``source [P, 2] → target [P, 2]`` evaluated at
-    ``points [N, 2]``: ``[N, 2]``. ``smoothing`` (in units of the points' spread squared) keeps
+    """The thin-plate spline through control points ``source [P, 2] → target [P, D]`` evaluated at
+    ``points [N, 2]``: ``[N, D]`` (D = 2 for one warp; several warps from the same source points
+    side by side cost one solve). ``smoothing`` (in units of the points' spread squared) keeps
     coinciding control points (a closed mouth's inner lips) from making the system singular."""
     scale = max(float(np.ptp(source, axis=0).max()), 1e-6)
     s, q = source / scale, points / scale
@@ -152,7 +152,7 @@ def thin_plate_spline(source: np.ndarray, target: np.ndarray, points: np.ndarray
     affine = np.hstack([np.ones((n, 1)), s])
     system = np.zeros((n + 3, n + 3))
     system[:n, :n], system[:n, n:], system[n:, :n] = kernel, affine, affine.T
-    rhs = np.zeros((n + 3, 2))
+    rhs = np.zeros((n + 3, target.shape[1]))
     rhs[:n] = target
     coefficients = np.linalg.solve(system, rhs)
     basis = _tps_kernel(((q[:, None] - s[None]) ** 2).sum(-1))
@@ -161,34 +161,46 @@ def thin_plate_spline(source: np.ndarray, target: np.ndarray, points: np.ndarray
 
 def warp_reference(crop: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
                    box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
-    """A reference crop ``[S, S, 3]`` brought onto the target face, cut to the region
-    ``box = (x0, y0, w, h)``: ``[h, w, 3]`` uint8.
+    """One reference crop ``[S, S, 3]`` brought onto the target face (see :func:`warp_references`),
+    cut to the region: ``[h, w, 3]`` uint8."""
+    return warp_references(crop[None], reference_landmarks[None], target_landmarks, box, warp)[0]
+
+
+def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
+                    box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
+    """Reference crops ``[K, S, S, 3]`` (landmarks ``[K, 68, 2]``) brought onto the target face
+    ``[68, 2]``, cut to the region ``box = (x0, y0, w, h)``: ``[K, h, w, 3]`` uint8.
 
     ``warp="head"``: :func:`align_reference` (eyes and nose onto the target's). ``"mouth"``: then
-    a thin-plate spline moves the reference's jaw, nose bottom and lips (:data:`WARP_POINTS`) onto
-    the target's, while the region's border stays where the head alignment put it.
+    a thin-plate spline moves each reference's jaw, nose bottom and lips (:data:`WARP_POINTS`)
+    onto the target's, while the region's border stays where the head alignment put it (one
+    spline solve for all K: the target's points are the same).
     """
-    if warp == "head":
-        return align_reference(crop, reference_landmarks, target_landmarks, box)
-    if warp != "mouth":
+    if warp not in WARPS:
         raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
     x0, y0, w, h = box
-    head = similarity(reference_landmarks[STABLE_POINTS], target_landmarks[STABLE_POINTS])
-    moved = reference_landmarks[WARP_POINTS] @ head[:, :2].T + head[:, 2]
+    if warp == "head" or len(crops) == 0:
+        return np.stack([align_reference(c, lm, target_landmarks, box) for c, lm in zip(crops, reference_landmarks)]) \
+            if len(crops) else np.zeros((0, h, w, 3), np.uint8)
+    heads = [similarity(lm[STABLE_POINTS], target_landmarks[STABLE_POINTS]) for lm in reference_landmarks]
+    moved = [lm[WARP_POINTS] @ m[:, :2].T + m[:, 2] for lm, m in zip(reference_landmarks, heads)]
     border = np.array([(x0 + w * fx, y0 + h * fy) for fx in (0, 0.5, 1) for fy in (0, 0.5, 1) if (fx, fy) != (0.5, 0.5)])
     control_target = np.vstack([target_landmarks[WARP_POINTS], border])
-    control_source = np.vstack([moved, border])
+    control_sources = np.hstack([np.vstack([m, border]) for m in moved])  # [P, 2K]
     gx = np.linspace(x0, x0 + w - 1, max(2, -(-w // _TPS_GRID) + 1))
     gy = np.linspace(y0, y0 + h - 1, max(2, -(-h // _TPS_GRID) + 1))
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
-    # target pixel → where it lies on the head-aligned reference → the reference crop's pixel
-    aligned = thin_plate_spline(control_target, control_source, grid)
-    inverse = cv2.invertAffineTransform(head)
-    source = aligned @ inverse[:, :2].T + inverse[:, 2]
-    coarse = source.reshape(len(gy), len(gx), 2)
+    # target pixel → where it lies on each head-aligned reference → that reference crop's pixel
+    aligned = thin_plate_spline(control_target, control_sources, grid)
     rows, cols = _interpolation_weights(h, len(gy)), _interpolation_weights(w, len(gx))
-    maps = [(rows @ coarse[..., i] @ cols.T).astype(np.float32) for i in (0, 1)]
-    return cv2.remap(crop, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty((len(crops), h, w, 3), np.uint8)
+    for k, (crop, head) in enumerate(zip(crops, heads)):
+        inverse = cv2.invertAffineTransform(head)
+        source = aligned[:, 2 * k:2 * k + 2] @ inverse[:, :2].T + inverse[:, 2]
+        coarse = source.reshape(len(gy), len(gx), 2)
+        maps = [(rows @ coarse[..., i] @ cols.T).astype(np.float32) for i in (0, 1)]
+        out[k] = cv2.remap(crop, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def _interpolation_weights(n_out: int, n_in: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from ..dataset import PreparedDataset
 from ..features.mouth import MOUTH
 from ..render.inputs import lower_face_input, region_alpha
 from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
-                                 mouth_openness, teeth_score, warp_reference)
+                                 mouth_openness, teeth_score, warp_references)
 from .mouth_data import Segment
 
 log = logging.getLogger("newsanchor.train")
@@ -201,8 +201,12 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         edges[y0:y0 + h, x0:x0 + w] = cache.edges[index]
         region = np.asarray(cache.regions[index])
         picks = [0 if rng is None else int(rng.integers(len(c))) for c in self.pools.crops[:self.references]]
-        refs = np.stack([warp_reference(self.pools.crops[s][p], self.pools.landmarks[s][p], landmarks, self.box,
-                                        self.reference_warp) for s, p in enumerate(picks)]) if self.references else np.zeros((0, h, w, 3), np.uint8)
+        if picks:
+            refs = warp_references(np.stack([self.pools.crops[s][p] for s, p in enumerate(picks)]),
+                                   np.stack([self.pools.landmarks[s][p] for s, p in enumerate(picks)]),
+                                   landmarks, self.box, self.reference_warp)
+        else:
+            refs = np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
                                   masked_frame=self.masked_frame)
         weight = np.ones((h, w), np.float32)
