@@ -31,7 +31,8 @@ def _describe(run: str) -> dict:
     train = meta["extra"].get("train_config", {})
     return {"architecture": meta.get("architecture", "pix2pixhd"), "config": train.get("config"),
             "step": meta["extra"].get("step"), "references": train.get("references", None),
-            "masked_frame": train.get("masked_frame", None), "reference_warp": meta["config"].get("reference_warp")}
+            "masked_frame": train.get("masked_frame", None), "reference_warp": meta["config"].get("reference_warp"),
+            "head": meta["config"].get("head")}
 
 
 def _entry(result: dict) -> dict:
@@ -64,7 +65,8 @@ def _table(title: str, entry: dict) -> list[str]:
              "| mouth sharpness | identity dist |", "|---" * 11 + "|"]
     rows = [(f"{r['config']}" + ("" if r["references"] in (None, True) else ", no references")
              + ("" if r["masked_frame"] in (None, True) else ", no masked frame")
-             + (", references aligned by the head only" if r["reference_warp"] == "head" and r["references"] is not False else ""), r)
+             + (", references aligned by the head only" if r["reference_warp"] == "head" and r["references"] is not False else "")
+             + (", blend head" if r["head"] == "blend" else ""), r)
             for r in entry["renderers"].values()]
     rows.append(("static baseline (first frame)", {**entry["baseline_static"], "step": "—"}))
     for name, m in rows:
@@ -76,7 +78,7 @@ def _table(title: str, entry: dict) -> list[str]:
                   f"dlib LMD on the real frames {_fmt(real['lmd'], 2)} px.", ""]
     for run, r in entry["renderers"].items():
         if (r["architecture"] == "lower-face" and r["references"] in (None, True) and r["masked_frame"] in (None, True)
-                and r["reference_warp"] == "mouth"):
+                and r["reference_warp"] == "mouth" and r["head"] in (None, "rgb")):
             met = floors(r, entry["baseline_static"], real)
             lines += [f"Targets for {r['config']} (step {r['step']}): "
                       + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items()), ""]

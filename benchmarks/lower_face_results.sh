@@ -2,8 +2,8 @@
 # The lower-face renderer on real recordings (issue: a photoreal mouth in real time).
 # Prepares GRID s1 and the three Obama clips at 256² (if not yet); trains the lower-face renderer
 # on each (one thread per run, the two runs side by side: each within an hour on the 2-core CPU);
-# trains three ablations on GRID to the main run's step-600 snapshot (without reference mouths,
-# without the masked frame, references aligned by the head only) and light-256 (the paper's
+# trains four variants on GRID to the main run's step-600 snapshot (without reference mouths,
+# without the masked frame, references aligned by the head only, the blend head) and light-256 (the paper's
 # renderer, for comparison; as many steps as the CPU budget allowed); evaluates them side by
 # side on the held-out segments with the static baseline; writes benchmarks/results/
 # renderer_eval.json (key lower_face), lower_face_tables.md and lower_face_samples_*.png
@@ -35,6 +35,7 @@ train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_no_masked_frame" 
 train "$data/grid_s1" --config light-256 --out "$runs/grid_s1_light256" --max-steps "$light_steps" &
 wait
 train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_head_warp" --max-steps "$ablation_steps" --reference-warp head &
+train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_blend_head" --max-steps "$ablation_steps" --head blend &
 train "$data/obama" --config lower-face --out "$runs/obama_head_warp" --max-steps 1600 --reference-warp head &
 wait
 
@@ -42,7 +43,8 @@ snapshot=$(printf "%s/grid_s1/step_%07d" "$runs" "$ablation_steps")
 evaluate() { OMP_NUM_THREADS=1 $bin/newsanchor evaluate renderer "$@" --json --quiet; }
 evaluate "$data/grid_s1" "$runs/grid_s1" "$runs/grid_s1_light256" --clips "$eval_clips" --samples 3 --open-mouths \
   --samples-png "$results/lower_face_samples_grid_s1.png" > "$runs/eval_grid_s1.json" &
-evaluate "$data/grid_s1" "$snapshot" "$runs/grid_s1_no_references" "$runs/grid_s1_no_masked_frame" "$runs/grid_s1_head_warp" \
+evaluate "$data/grid_s1" "$snapshot" "$runs/grid_s1_no_references" "$runs/grid_s1_no_masked_frame" "$runs/grid_s1_blend_head" \
+  "$runs/grid_s1_head_warp" \
   --clips "$eval_clips" > "$runs/eval_ablation.json" &
 wait
 evaluate "$data/obama" "$runs/obama" "$runs/obama_head_warp" --samples 3 --open-mouths \

@@ -207,3 +207,16 @@ def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():
             assert np.linalg.norm(centre - target[57]) > 8
     with pytest.raises(ValueError, match="warp must be"):
         warp_reference(crop, reference, target, box, "face")
+
+
+def test_the_blend_head_mixes_its_colour_with_the_references_per_pixel():
+    model, config = build_lower_face(LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1, references=2, head="blend"))
+    x = torch.rand(1, config.input_channels, 32, 48) * 2 - 1
+    with torch.no_grad():
+        model.out.weight.zero_()
+        model.out.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -20.0, -20.0, 20.0]))  # all weight on reference 2
+        np.testing.assert_allclose(model(x).numpy(), x[:, -3:].numpy(), atol=1e-6)
+        model.out.bias.copy_(torch.tensor([0.5, 0.5, 0.5, 20.0, -20.0, -20.0]))  # all on its own colour
+        np.testing.assert_allclose(model(x).numpy(), np.tanh(0.5), atol=1e-6)
+    with pytest.raises(ValueError, match="needs reference mouths"):
+        LowerFaceConfig(head="blend", references=0)

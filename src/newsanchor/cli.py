@@ -233,6 +233,7 @@ def train_renderer_command(
     references: Annotated[bool, typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (--no-references: the ablation).")] = True,
     masked_frame: Annotated[bool, typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (--no-masked-frame: the ablation).")] = True,
     reference_warp: Annotated[Optional[str], typer.Option(help="lower-face: bring the reference mouths onto each frame by the head pose only (head) or also bend them onto its mouth (mouth, the default).")] = None,
+    head: Annotated[Optional[str], typer.Option(help="lower-face: paint every pixel (rgb, the default) or mix painted colour and reference mouths per pixel (blend).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a renderer (facial map → face); run under torchrun for several GPUs or nodes."""
@@ -248,8 +249,9 @@ def train_renderer_command(
 
         if upsample is not None and upsample not in UPSAMPLE_MODES:
             raise NewsanchorError(f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_MODES)}")
-        if config not in LOWER_FACE_CONFIGS and (reference_warp is not None or not references or not masked_frame):
-            raise NewsanchorError(f"--config {config}: --reference-warp, --no-references and --no-masked-frame are lower-face options")
+        if config not in LOWER_FACE_CONFIGS and (reference_warp or head or not references or not masked_frame):
+            raise NewsanchorError(f"--config {config}: --reference-warp, --head, --no-references and --no-masked-frame "
+                                  "are lower-face options")
         if config in LOWER_FACE_CONFIGS:
             from .train.lower_face import LowerFaceTrainConfig, cache_regions, train_lower_face
 
@@ -257,9 +259,12 @@ def train_renderer_command(
                 raise NewsanchorError(f"--config {config}: --vgg-weights and --upsample are pix2pixHD options")
             if reference_warp not in (None, "head", "mouth"):
                 raise NewsanchorError(f"--reference-warp {reference_warp}: expected head or mouth")
+            if head not in (None, "rgb", "blend"):
+                raise NewsanchorError(f"--head {head}: expected rgb or blend")
             lower = LowerFaceTrainConfig(config=config, seed=seed, precision=precision, edges=edges, snapshot_steps=snapshots,
                                          loader_workers=loader_workers, references=references, masked_frame=masked_frame,
-                                         renderer_overrides={"reference_warp": reference_warp} if reference_warp else {},
+                                         renderer_overrides=({"reference_warp": reference_warp} if reference_warp else {})
+                                         | ({"head": head} if head else {}),
                                          **({"max_steps": max_steps} if max_steps else {}),
                                          **({"batch_size": batch_size} if batch_size else {}))
             with _frame_progress("cut training regions", not quiet) as progress:

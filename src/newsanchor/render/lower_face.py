@@ -12,7 +12,8 @@ stable crop (:class:`FaceRegion`):
   warped so that its head pose matches the frame's (the upper teeth, fixed to the skull, land
   where they belong), chosen automatically from the recordings (:mod:`newsanchor.render.references`).
 
-A small U-Net (skip connections at every scale, no normalisation) turns them into the region;
+A small U-Net (skip connections at every scale, no normalisation) turns them into the region
+(optionally as a per-pixel mix of its own colours and the references: ``head="blend"``);
 the caller blends it in through the same mask (:func:`newsanchor.render.inputs.compose_region`).
 Its skip connections let it copy texture from the references and the masked frame rather than
 invent it. Input ``[B, input_channels, h, w]`` in [-1, 1], output ``[B, 3, h, w]`` (tanh), with
@@ -70,6 +71,9 @@ class LowerFaceConfig:
     reference_warp: how the reference mouths are brought onto the frame (``references.WARPS``):
         ``"head"`` by eyes and nose only (the first trained renderers), ``"mouth"`` also bent
         onto the frame's drawn jaw and lips (the ``lower-face`` preset).
+    head: ``"rgb"`` paints every pixel (tanh); ``"blend"`` also predicts per-pixel weights
+        (softmax) over its painted colour and the (warped) reference mouths, and outputs their
+        mix: copying a reference's texture is then a choice, not something to learn to paint.
     """
 
     map_channels: int = N_CHANNELS
@@ -81,6 +85,7 @@ class LowerFaceConfig:
     region: tuple[float, float, float, float] = (0.125, 0.4375, 0.75, 0.5625)
     masked_frame: bool = True
     reference_warp: str = "head"
+    head: str = "rgb"
 
     def __post_init__(self) -> None:
         for name in ("map_channels", "ngf", "max_channels"):
@@ -89,6 +94,10 @@ class LowerFaceConfig:
         for name in ("references", "n_downsampling", "n_blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LowerFaceConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.head not in ("rgb", "blend"):
+            raise ValueError(f"LowerFaceConfig: head must be rgb or blend, got {self.head!r}")
+        if self.head == "blend" and self.references == 0:
+            raise ValueError("LowerFaceConfig: the blend head needs reference mouths")
         if self.reference_warp not in ("head", "mouth"):
             raise ValueError(f"LowerFaceConfig: reference_warp must be head or mouth, got {self.reference_warp!r}")
         x, y, w, h = self.region
@@ -159,7 +168,8 @@ class LowerFaceGenerator(nn.Module):
         self.bottom = nn.Sequential(*[_Residual(widths[-1]) for _ in range(config.n_blocks)])
         self.up = nn.ModuleList(nn.Sequential(*_conv(widths[i + 1] + widths[i], widths[i]), *_conv(widths[i], widths[i]))
                                 for i in reversed(range(config.n_downsampling)))
-        self.out = nn.Conv2d(widths[0], 3, 3, padding=1)
+        blend = config.references + 1 if config.head == "blend" else 0
+        self.out = nn.Conv2d(widths[0], 3 + blend, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         config = self.config
@@ -174,7 +184,16 @@ class LowerFaceGenerator(nn.Module):
         for block in self.up:
             skip = skips.pop()
             y = block(torch.cat([_upsample(y, skip.shape[-2:]), skip], 1))
-        return torch.tanh(self.out(y))
+        out = self.out(y)
+        painted = torch.tanh(out[:, :3])
+        if config.head == "rgb":
+            return painted
+        # the references are the input's last 3·K channels
+        b, _, h, w = x.shape
+        k = config.references
+        sources = torch.cat([painted.unsqueeze(1), x[:, -3 * k:].reshape(b, k, 3, h, w).to(painted.dtype)], 1)
+        weights = torch.softmax(out[:, 3:].float(), 1).to(painted.dtype).unsqueeze(2)
+        return (weights * sources).sum(1)
 
 
 def _upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
