@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-## The offline demo: builds an anchor from a synthetic actor (first run ~11 min on 2 idle cores, then cached: seconds), writes demo.mp4
+## The offline demo: builds an anchor from a synthetic actor (first run ~8 min on 2 idle cores, then cached: seconds), writes demo.mp4
 demo: setup
 	$(BIN)/newsanchor demo --out demo.mp4
 

@@ -190,7 +190,7 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Offline demo: build an anchor from a synthetic actor (first run ~11 min on 2 idle cores, then cached) and make it read the news."""
+    """Offline demo: build an anchor from a synthetic actor (first run ~8 min on 2 idle cores, then cached) and make it read the news."""
     from .demo.build import DEMO_SCRIPT, DemoHooks, run_demo
 
     started = time.perf_counter()
