@@ -40,7 +40,7 @@ from ..render.references import REFERENCES_FILE
 from .lower_face_data import (LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
                               choose_references)
 from .mouth_data import dataset_split
-from .renderer import (RunLog, adversarial_terms, ddp, discriminator_update, distributed, keep_best, mixed_precision,
+from .renderer import (GanModels, RunLog, adversarial_terms, ddp, discriminator_update, distributed, keep_best, mixed_precision,
                        pick_device, step_loader)
 from .state import load_train_state, save_train_state
 
@@ -70,15 +70,6 @@ class LowerFaceTrainConfig:
     renderer_overrides: dict = field(default_factory=dict)
 
 
-@dataclass
-class _Models:
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    config: LowerFaceConfig
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-
-
 def _renderer_config(config: LowerFaceTrainConfig) -> LowerFaceConfig:
     if config.config not in LOWER_FACE_CONFIGS:
         raise NewsanchorError(f"unknown lower-face renderer {config.config!r}; choose one of {', '.join(LOWER_FACE_CONFIGS)}")
@@ -97,17 +88,13 @@ def _renderer_config(config: LowerFaceTrainConfig) -> LowerFaceConfig:
         raise NewsanchorError(str(err)) from None
 
 
-def _build_models(config: LowerFaceTrainConfig, device: torch.device) -> _Models:
+def _build_models(config: LowerFaceTrainConfig, device: torch.device) -> GanModels:
+    """The lower-face generator and a multi-scale discriminator of (map, mask, region), with Adam."""
     generator, renderer_config = build_lower_face(_renderer_config(config))
     discriminator = MultiscaleDiscriminator(DiscriminatorConfig(
         in_channels=renderer_config.map_channels + 1 + 3, ndf=config.discriminator_ndf,
         num_scales=config.discriminator_scales))
-    generator.to(device)
-    discriminator.to(device)
-    betas = (0.5, 0.999)
-    return _Models(generator, discriminator, renderer_config,
-                   torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas),
-                   torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas))
+    return GanModels.on(generator, discriminator, renderer_config, config.learning_rate, device)
 
 
 def cache_regions(dataset_dir: str | Path, out: str | Path, config: LowerFaceTrainConfig,
@@ -144,7 +131,7 @@ def _blend(fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor) -> torch
     return alpha * fake + (1 - alpha) * real
 
 
-def _train_step(models: _Models, g_model, d_model, batch, config: LowerFaceTrainConfig, autocast) -> dict[str, float]:
+def _train_step(models: GanModels, g_model, d_model, batch, config: LowerFaceTrainConfig, autocast) -> dict[str, float]:
     """One discriminator and one generator update; returns the losses. The discriminators judge
     the blended region conditioned on the map and the mask."""
     inputs, real, alpha, weight = batch
@@ -212,9 +199,7 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     if rank == 0:
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
     train_frames, val_frames, _ = prepare_frames(dataset, out, config, models.config, on_frames if rank == 0 else None)
-    modules = {"generator": models.generator, "discriminator": models.discriminator}
-    optimizers = {"generator": models.opt_g, "discriminator": models.opt_d}
-    counters = load_train_state(out, modules, optimizers, device_t) or {"step": 0}
+    counters = load_train_state(out, models.modules, models.optimizers, device_t) or {"step": 0}
     g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
     autocast = mixed_precision(config.precision, device_t)
     loader = step_loader(train_frames, config, counters["step"], rank, world)
@@ -235,7 +220,7 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
                 log.row([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_lap", "d")]
                         + [f"{val:.5g}", round(time.perf_counter() - started, 1)])
                 improved = keep_best(counters, "best_val", val)
-                save_train_state(out, modules, optimizers, counters)
+                save_train_state(out, models.modules, models.optimizers, counters)
                 if improved:
                     save_renderer(out, models.generator, models.config, _extra(dataset, config, step, val=counters["best_val"]))
             if step in config.snapshot_steps:

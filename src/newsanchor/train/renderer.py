@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
-from ..render.pix2pixhd import RendererConfig, build_renderer, save_renderer
+from ..render.pix2pixhd import build_renderer, save_renderer
 from ..render.runtime import resolve_precision
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from .gan_losses import VGGPerceptualLoss, feature_matching_loss, lsgan_loss
@@ -177,14 +178,24 @@ def _validation_l1(generator: torch.nn.Module, batches, device: torch.device, au
 
 
 @dataclass
-class _Models:
+class GanModels:
     """The generator and discriminator of a run, their optimisers and the generator's config."""
 
     generator: torch.nn.Module
     discriminator: torch.nn.Module
-    config: RendererConfig
+    config: Any
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+
+    @classmethod
+    def on(cls, generator: torch.nn.Module, discriminator: torch.nn.Module, config: Any, learning_rate: float,
+           device: torch.device) -> GanModels:
+        """Both networks moved to ``device``, each with Adam (β = 0.5, 0.999, as pix2pixHD)."""
+        generator.to(device)
+        discriminator.to(device)
+        betas = (0.5, 0.999)
+        return cls(generator, discriminator, config, torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=betas),
+                   torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=betas))
 
     @property
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -195,18 +206,13 @@ class _Models:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
 
-def _build_models(config: RendererTrainConfig, device: torch.device) -> _Models:
+def _build_models(config: RendererTrainConfig, device: torch.device) -> GanModels:
     """pix2pixHD's generator (map + appearance in) and multi-scale discriminator, with Adam."""
     overrides = {"in_channels": MAP_CHANNELS, "appearance_channels": APPEARANCE_CHANNELS} | config.renderer_overrides
     generator, renderer_config = build_renderer(config.config, **overrides)
     discriminator = MultiscaleDiscriminator(DiscriminatorConfig(in_channels=renderer_config.input_channels + 3,
                                                                 num_scales=config.discriminator_scales))
-    generator.to(device)
-    discriminator.to(device)
-    betas = (0.5, 0.999)
-    return _Models(generator, discriminator, renderer_config,
-                   torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=betas),
-                   torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=betas))
+    return GanModels.on(generator, discriminator, renderer_config, config.learning_rate, device)
 
 
 def discriminator_update(d_model, optimizer: torch.optim.Optimizer, condition: torch.Tensor, real: torch.Tensor,
@@ -251,7 +257,7 @@ def keep_best(counters: dict, key: str, value: float) -> bool:
     return improved
 
 
-def _train_step(models: _Models, g_model, d_model, inputs: torch.Tensor, real: torch.Tensor,
+def _train_step(models: GanModels, g_model, d_model, inputs: torch.Tensor, real: torch.Tensor,
                 config: RendererTrainConfig, autocast, vgg) -> tuple[dict[str, float], torch.Tensor]:
     """One discriminator and one generator update; returns (losses, the generator's output)."""
     with autocast:
@@ -269,7 +275,7 @@ def _train_step(models: _Models, g_model, d_model, inputs: torch.Tensor, real: t
     return losses, fake
 
 
-def _checkpoint(out: Path, models: _Models, counters: dict, val_l1: float, extra: dict) -> None:
+def _checkpoint(out: Path, models: GanModels, counters: dict, val_l1: float, extra: dict) -> None:
     """Save the training state; the run's renderer becomes this step's if it is the best on
     validation so far (adversarial training does not improve monotonically)."""
     improved = keep_best(counters, "best_val_l1", val_l1)
