@@ -8,9 +8,10 @@ stable crop (:class:`FaceRegion`):
 - the facial map of the region (landmarks, edges, jaw correction: ``MAP_CHANNELS``);
 - the frame's own region with the lower face blanked by a soft mask, and the mask itself, so
   that skin, light and stubble continue into what it paints;
-- ``references`` mouths of the same person (closed, half open, wide open with teeth), each
-  warped so that its head pose matches the frame's (the upper teeth, fixed to the skull, land
-  where they belong), chosen automatically from the recordings (:mod:`newsanchor.render.references`).
+- ``references`` mouths of the same person (closed, half open, wide open with teeth), chosen
+  automatically from the recordings, each warped so that its head pose matches the frame's and
+  (``reference_warp="mouth"``) bent onto the frame's drawn jaw and lips
+  (:mod:`newsanchor.render.references`).
 
 A small U-Net (skip connections at every scale, no normalisation) turns them into the region
 (optionally as a per-pixel mix of its own colours and the references: ``head="blend"``);

@@ -3,13 +3,14 @@ with teeth) that the lower-face renderer copies texture from.
 
 Chosen automatically from the recordings' training frames by how open the mouth is (inner-lip
 gap in inter-ocular distances) and, for the open one, by how much of the mouth's inside is
-bright and grey (teeth). At render time each reference is warped so that its head pose matches
+brighter and greyer than the lips around it (teeth). At render time each reference is warped so that its head pose matches
 the frame being rendered (:func:`align_reference`): a similarity fitted on the eyes and nose,
 which do not move when the mouth does, so the upper teeth land where they belong — and, with
 ``warp="mouth"``, then bent by a thin-plate spline that carries the reference's jaw, nose bottom
 and lips onto the frame's drawn ones (:func:`warp_reference`): the lips and teeth of the
 reference arrive where the frame's mouth is, open as wide as it is, and the renderer has to
-clean them up rather than move them.
+clean them up rather than move them (:func:`warp_references` does all of a frame's references
+with one spline solve).
 """
 
 from __future__ import annotations
