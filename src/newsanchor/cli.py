@@ -257,10 +257,6 @@ def train_renderer_command(
 
             if vgg_weights or upsample:
                 raise NewsanchorError(f"--config {config}: --vgg-weights and --upsample are pix2pixHD options")
-            if reference_warp not in (None, "head", "mouth"):
-                raise NewsanchorError(f"--reference-warp {reference_warp}: expected head or mouth")
-            if head not in (None, "rgb", "blend"):
-                raise NewsanchorError(f"--head {head}: expected rgb or blend")
             lower = LowerFaceTrainConfig(config=config, seed=seed, precision=precision, edges=edges, snapshot_steps=snapshots,
                                          loader_workers=loader_workers, references=references, masked_frame=masked_frame,
                                          renderer_overrides=({"reference_warp": reference_warp} if reference_warp else {})

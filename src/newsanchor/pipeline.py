@@ -170,9 +170,9 @@ class AnchorPipeline:
         for first in range(0, len(mouth), batch):
             started = time.perf_counter()
             indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
-            # the paste-back mask covers the new face and the template's own (so neither chin shows)
-            faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
             if self.lower_face:
+                # the mask covers the new face and the template's own (so neither chin shows)
+                faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
                 inputs = np.stack([self._region_input(int(i), lm, masked) for i, lm, masked in zip(indices, landmarks, faces_masked)])
             else:
                 inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)

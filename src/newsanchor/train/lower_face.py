@@ -40,9 +40,9 @@ from ..render.references import REFERENCES_FILE
 from .lower_face_data import (LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
                               choose_references)
 from .mouth_data import dataset_split
-from .renderer import (GanModels, RunLog, adversarial_terms, ddp, discriminator_update, distributed, keep_best, mixed_precision,
+from .renderer import (GanModels, RunLog, adversarial_terms, checkpoint, ddp, discriminator_update, distributed, mixed_precision,
                        pick_device, step_loader)
-from .state import load_train_state, save_train_state
+from .state import load_train_state
 
 
 @dataclass(frozen=True)
@@ -149,24 +149,33 @@ def _train_step(models: GanModels, g_model, d_model, batch, config: LowerFaceTra
     return {"g_gan": g_gan.item(), "g_fm": g_fm.item(), "g_l1": g_l1.item(), "g_lap": g_lap.item(), "d": loss_d.item()}
 
 
-@torch.no_grad()
-def validation_score(generator: torch.nn.Module, frames: LowerFaceFrames, count: int, device: torch.device,
-                     autocast, batch_size: int = 8) -> float:
-    """Mean L1 + Laplacian-pyramid L1 (in [-1, 1] units) of the blended render on up to ``count``
-    validation frames spread evenly; NaN without validation frames."""
+def validation_batches(frames: LowerFaceFrames, count: int, batch_size: int = 8) -> list[tuple[torch.Tensor, ...]]:
+    """Up to ``count`` validation frames spread evenly, as batches of (inputs, real, alpha, weight)."""
     if count <= 0 or len(frames) == 0:
-        return float("nan")
+        return []
     picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    return [tuple(torch.stack(t) for t in zip(*[frames[int(i)] for i in picks[start:start + batch_size]]))
+            for start in range(0, len(picks), batch_size)]
+
+
+@torch.no_grad()
+def validation_score(generator: torch.nn.Module, batches: list[tuple[torch.Tensor, ...]], device: torch.device,
+                     autocast) -> float:
+    """Mean L1 + Laplacian-pyramid L1 (in [-1, 1] units) of the blended render on the validation
+    batches; NaN without any."""
+    if not batches:
+        return float("nan")
     was_training = generator.training
     generator.eval()
-    scores = []
-    for start in range(0, len(picks), batch_size):
-        inputs, real, alpha, _ = (torch.stack(t).to(device) for t in zip(*[frames[int(i)] for i in picks[start:start + batch_size]]))
+    total, count = 0.0, 0
+    for batch in batches:
+        inputs, real, alpha, _ = (t.to(device) for t in batch)
         with autocast:
             fake = _blend(generator(inputs).float(), real, alpha)
-        scores.append(float(F.l1_loss(fake, real) + laplacian_loss(fake, real)) * len(inputs))
+        total += float(F.l1_loss(fake, real) + laplacian_loss(fake, real)) * len(inputs)
+        count += len(inputs)
     generator.train(was_training)
-    return sum(scores) / len(picks)
+    return total / count
 
 
 def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor,
@@ -179,9 +188,9 @@ def _sample_grid(inputs: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, a
     return np.concatenate(rows, axis=0)
 
 
-def _extra(dataset: PreparedDataset, config: LowerFaceTrainConfig, step: int, **values) -> dict:
+def _extra(dataset: PreparedDataset, config: LowerFaceTrainConfig, step: int) -> dict:
     return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "crop_size": dataset.size,
-            "train_config": asdict(config), "step": step, "references_file": REFERENCES_FILE, **values}
+            "train_config": asdict(config), "step": step, "references_file": REFERENCES_FILE}
 
 
 def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFaceTrainConfig, *, device: str | None = None,
@@ -193,8 +202,6 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     torch.manual_seed(config.seed)
     dataset = PreparedDataset(dataset_dir)
     models = _build_models(config, device_t)
-    if dataset.size % 16:
-        raise NewsanchorError(f"{dataset.root}: crops of {dataset.size} px; the lower-face renderer needs a multiple of 16")
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
@@ -203,6 +210,7 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
     autocast = mixed_precision(config.precision, device_t)
     loader = step_loader(train_frames, config, counters["step"], rank, world)
+    val_batches = validation_batches(val_frames, config.val_frames) if rank == 0 else []
     log = RunLog(out, rank, ["step", "g_gan", "g_fm", "g_l1", "g_lap", "d", "val", "seconds"])
     started = time.perf_counter()
     try:
@@ -216,13 +224,10 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
             if rank != 0:
                 continue
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                val = validation_score(models.generator, val_frames, config.val_frames, device_t, autocast)
+                val = validation_score(models.generator, val_batches, device_t, autocast)
                 log.row([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_lap", "d")]
                         + [f"{val:.5g}", round(time.perf_counter() - started, 1)])
-                improved = keep_best(counters, "best_val", val)
-                save_train_state(out, models.modules, models.optimizers, counters)
-                if improved:
-                    save_renderer(out, models.generator, models.config, _extra(dataset, config, step, val=counters["best_val"]))
+                checkpoint(out, models, counters, "best_val", val, _extra(dataset, config, step))
             if step in config.snapshot_steps:
                 save_renderer(out / f"step_{step:07d}", models.generator, models.config, _extra(dataset, config, step))
                 (out / f"step_{step:07d}" / REFERENCES_FILE).write_bytes((out / REFERENCES_FILE).read_bytes())

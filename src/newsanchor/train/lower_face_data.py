@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..dataset import PreparedDataset
-from ..features.mouth import MOUTH
+from ..evaluate.image_metrics import mouth_box
 from ..render.inputs import lower_face_input, region_alpha
 from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
                                  mouth_openness, teeth_score, warp_references)
@@ -74,6 +74,7 @@ def build_region_cache(dataset: PreparedDataset, segments: list[Segment], box: t
     landmarks = np.zeros((total, 68, 2), np.float32)
     clip_index, frame_index = np.zeros(total, np.int32), np.zeros(total, np.int32)
     clip_ids = sorted({s.clip for s in segments})
+    clip_number = {clip: i for i, clip in enumerate(clip_ids)}
     n = 0
     by_clip: dict[str, list[Segment]] = {}
     for s in segments:
@@ -92,7 +93,7 @@ def build_region_cache(dataset: PreparedDataset, segments: list[Segment], box: t
                 continue
             regions[n] = crop[y0:y0 + h, x0:x0 + w]
             edges[n] = edge[y0:y0 + h, x0:x0 + w]
-            landmarks[n], clip_index[n], frame_index[n] = clip_landmarks[k], clip_ids.index(clip), k
+            landmarks[n], clip_index[n], frame_index[n] = clip_landmarks[k], clip_number[clip], k
             n += 1
             if on_frames and n % 200 == 0:
                 on_frames(n, total)
@@ -210,11 +211,8 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
                                   masked_frame=self.masked_frame)
         weight = np.ones((h, w), np.float32)
-        mouth = landmarks[MOUTH] - (x0, y0)
-        lo, hi = mouth.min(0), mouth.max(0)
-        pad = 0.25 * (hi[0] - lo[0])
-        (mx0, my0), (mx1, my1) = np.floor(lo - pad).astype(int).clip(0), np.ceil(hi + pad).astype(int)
-        weight[my0:my1 + 1, mx0:mx1 + 1] += self.mouth_weight
+        mx0, my0, mx1, my1 = mouth_box(landmarks - (x0, y0), max(h, w))
+        weight[my0:my1, mx0:mx1] += self.mouth_weight
         real = region.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
         return (torch.from_numpy(inputs), torch.from_numpy(real), torch.from_numpy(alpha[None].astype(np.float32)),
                 torch.from_numpy(weight[None]))

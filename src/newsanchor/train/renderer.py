@@ -275,13 +275,14 @@ def _train_step(models: GanModels, g_model, d_model, inputs: torch.Tensor, real:
     return losses, fake
 
 
-def _checkpoint(out: Path, models: GanModels, counters: dict, val_l1: float, extra: dict) -> None:
-    """Save the training state; the run's renderer becomes this step's if it is the best on
-    validation so far (adversarial training does not improve monotonically)."""
-    improved = keep_best(counters, "best_val_l1", val_l1)
+def checkpoint(out: Path, models: GanModels, counters: dict, key: str, value: float, extra: dict) -> None:
+    """Save the training state; the run's renderer becomes this step's if its validation score
+    ``value`` (kept in ``counters[key]``) is the best so far (adversarial training does not
+    improve monotonically). The saved renderer's ``extra`` gets the score under ``key`` less "best_"."""
+    improved = keep_best(counters, key, value)
     save_train_state(out, models.modules, models.optimizers, counters)
     if improved:
-        save_renderer(out, models.generator, models.config, extra | {"val_l1": counters["best_val_l1"]})
+        save_renderer(out, models.generator, models.config, extra | {key.removeprefix("best_"): counters[key]})
 
 
 def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTrainConfig, *, device: str | None = None,
@@ -323,7 +324,7 @@ def train_renderer(dataset_dir: str | Path, out: str | Path, config: RendererTra
                 val_l1 = _validation_l1(models.generator, val_batches, device_t, autocast) if val_batches else float("nan")
                 log.row([step] + [f"{losses[k]:.5g}" for k in ("g_gan", "g_fm", "g_l1", "g_vgg", "d")]
                         + [f"{val_l1:.5g}", round(time.perf_counter() - started, 1)])
-                _checkpoint(out, models, counters, val_l1, _renderer_extra(dataset, config, step))
+                checkpoint(out, models, counters, "best_val_l1", val_l1, _renderer_extra(dataset, config, step))
             if step in config.snapshot_steps:
                 save_renderer(out / f"step_{step:07d}", models.generator, models.config, _renderer_extra(dataset, config, step))
             if step % config.sample_every == 0:
