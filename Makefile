@@ -26,10 +26,12 @@ serve-demo: demo
 
 ## Fast tests (seconds to a minute; no slow real-recording runs)
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -m "not slow" -q
 
 ## Every test, including slow ones on the recordings in ../shared/data (what CI runs)
 test-all: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 ## Speed benchmarks (print tables; see benchmarks/RESULTS.md)

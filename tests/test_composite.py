@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from conftest import missing_dependency
 
 from newsanchor.composite import (POSITIONS, DisclosureConfig, apply_disclosure, blend_mask, chroma_key_mask,
                                   disclosure_rect, draw_disclosure_label, draw_lower_third, fit_background,
@@ -366,7 +367,7 @@ def real_face(shared_data):
 
     path = shared_data / "clips" / "hdtf_aoc.mp4"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        missing_dependency(f"{path} not found")
     frame = next(iter(iter_video_frames(path, 25)))
     landmarks = FaceTracker().update(frame)
     assert landmarks is not None

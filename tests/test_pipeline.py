@@ -180,7 +180,7 @@ def test_silent_audio_gives_a_closed_mouth_video(anchor, tmp_path):
     np.testing.assert_allclose(mouth, np.broadcast_to(pipeline.closed_mouth, mouth.shape), atol=1e-5)
 
 
-@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk" * 10, "not audio at all".encode()])
+@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk" * 10, b"not audio at all"])
 def test_unreadable_audio_is_one_line_error_naming_the_file(anchor, tmp_path, content):
     broken = tmp_path / "speech.wav"
     broken.write_bytes(content)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from conftest import missing_dependency
 from serve_process import ServeProcess
 
 pytestmark = pytest.mark.slow
@@ -36,11 +37,11 @@ UNLABELLED_CONTROLS = """() => {
 @pytest.fixture(scope="module")
 def chromium():
     if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+        missing_dependency(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -e '.[dev]')")
+        missing_dependency("the playwright package is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
         # names resolve to nothing, so even a request that slipped past the route below could not
         # leave the machine; 127.0.0.1, the service, is left as it is

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_serve import TestClient, anchors_dir, dead_pid, post_text, wait_done  # noqa: F401  (anchors_dir: a fixture)
+from conftest import missing_dependency
+from test_serve import LOCAL_URL, TestClient, anchors_dir, dead_pid, post_text, wait_done  # noqa: F401  (anchors_dir: a fixture)
 
 from newsanchor.errors import NewsanchorError
 from newsanchor.serve.app import create_app
@@ -64,7 +65,7 @@ def as_unprivileged_user(folder: Path) -> list[str]:
         return []
     runuser = shutil.which("runuser")
     if runuser is None:
-        pytest.skip("PostgreSQL: running as root and no runuser to start the server as another user")
+        missing_dependency("PostgreSQL: running as root and no runuser to start the server as another user")
     for user in ("postgres", "nobody"):
         try:
             entry = pwd.getpwnam(user)
@@ -73,7 +74,7 @@ def as_unprivileged_user(folder: Path) -> list[str]:
         for path in (folder, *folder.rglob("*")):
             os.chown(path, entry.pw_uid, entry.pw_gid)
         return [runuser, "-u", user, "--"]
-    pytest.skip("PostgreSQL: running as root and neither a postgres nor a nobody user to start it as")
+    missing_dependency("PostgreSQL: running as root and neither a postgres nor a nobody user to start it as")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,7 @@ def postgres_server():
     ``newsanchor``, no password); stopped and deleted at the end of the session."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None or not (bin_dir / "pg_ctl").is_file():
-        pytest.skip("PostgreSQL: no server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or on PATH")
+        missing_dependency("PostgreSQL: no server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or on PATH")
     # not under pytest's temporary folders: those are private to root, and the server runs as another user
     root = Path(tempfile.mkdtemp(prefix="newsanchor-pg-"))
     data, log = root / "data", root / "server.log"
@@ -96,7 +97,7 @@ def postgres_server():
         made = tool(str(bin_dir / "initdb"), "-D", str(data), "-U", "newsanchor", "--auth=trust", "-E", "UTF8",
                     "--no-locale", "--no-sync")
         if made.returncode != 0:
-            pytest.skip(f"PostgreSQL: initdb failed: {(made.stderr or made.stdout).strip().splitlines()[-1:]}")
+            missing_dependency(f"PostgreSQL: initdb failed: {(made.stderr or made.stdout).strip().splitlines()[-1:]}")
         for attempt in range(3):  # a free port can be taken between finding it and binding it
             port = free_port()
             options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
@@ -107,7 +108,7 @@ def postgres_server():
                 break
         if not started:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else run.stderr
-            pytest.skip(f"PostgreSQL: the server did not start: {tail}")
+            missing_dependency(f"PostgreSQL: the server did not start: {tail}")
         yield f"postgresql://newsanchor@127.0.0.1:{port}/postgres"
     finally:
         if started:
@@ -426,7 +427,7 @@ def test_the_service_renders_a_job_with_its_queue_in_postgresql(anchors_dir, pos
     assert isinstance(app.state.store, PostgresJobStore)
     pool = WorkerPool(settings, 1, device="cpu")
     try:
-        with TestClient(app) as client:
+        with TestClient(app, base_url=LOCAL_URL) as client:
             pool.start()
             created = post_text(client, "Good evening from the database.", title="Evening news")
             assert created.status_code == 201, created.text
