@@ -38,7 +38,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def test_clip_sources(dataset: Path, count: int | None) -> list[Path]:
     """Source files of ``count`` (None: all) whole test-split clips, evenly spread over the split."""
     from newsanchor.dataset import PreparedDataset
-    from newsanchor.train.mouth_data import dataset_split
+    from newsanchor.dataset import dataset_split
 
     prepared = PreparedDataset(dataset)
     frames = {c["id"]: c["frames"] for c in prepared.clips}

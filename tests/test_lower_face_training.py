@@ -20,7 +20,7 @@ from newsanchor.render.references import OPEN_ENOUGH, load_reference_mouths, mou
 from newsanchor.template import TemplateChoice
 from newsanchor.train.lower_face import LowerFaceTrainConfig, train_lower_face
 from newsanchor.train.lower_face_data import RegionCache, build_region_cache, choose_references
-from newsanchor.train.mouth_data import dataset_split
+from newsanchor.dataset import dataset_split
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TINY = {"ngf": 4, "n_downsampling": 2, "n_blocks": 1}

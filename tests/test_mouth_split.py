@@ -1,6 +1,7 @@
 import numpy as np
 
-from newsanchor.train.mouth_data import Segment, WindowSet, ClipFeatures, split_segments, window_starts
+from newsanchor.dataset import Segment, split_segments
+from newsanchor.train.mouth_data import WindowSet, ClipFeatures, window_starts
 
 
 def _frames(segments):
@@ -50,7 +51,8 @@ def test_a_few_clips_are_cut_inside_so_every_split_has_frames():
 def test_small_datasets_get_fewer_blocks_so_held_out_pieces_hold_windows():
     from types import SimpleNamespace
 
-    from newsanchor.train.mouth_data import WINDOW, dataset_split
+    from newsanchor.dataset import dataset_split
+    from newsanchor.train.mouth_data import WINDOW
 
     def split(*frames):
         return dataset_split(SimpleNamespace(clips=[{"id": f"c{i}", "frames": n} for i, n in enumerate(frames)]))

@@ -14,7 +14,7 @@ from newsanchor.evaluate.renderer import FlickerMeter, choose_segments, evaluate
 from newsanchor.facemap.draw import CHANNELS
 from newsanchor.render.inputs import input_uses_edges, renderer_input
 from newsanchor.render.pix2pixhd import load_renderer
-from newsanchor.train.mouth_data import Segment
+from newsanchor.dataset import Segment
 from newsanchor.train.renderer import RendererTrainConfig, train_renderer
 
 TINY = {"ngf": 8, "n_downsampling": 2, "n_blocks": 1}

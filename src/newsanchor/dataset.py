@@ -13,6 +13,7 @@ Layout (docs/DATASET.md has the details)::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import zlib
 import time
 from collections.abc import Iterator, Sequence
@@ -88,7 +89,7 @@ def write_dataset_summary(out: Path, config: PrepareConfig, clips: Sequence[dict
     frames = sum(c["frames"] for c in clips)
     found = sum(c["frames"] * c["face_found_ratio"] for c in clips)
     minutes = frames / config.fps / 60
-    size_bytes = _folder_bytes(out / CLIPS_DIR)
+    size_bytes = sum(_folder_bytes(out / CLIPS_DIR / c["id"]) for c in clips)  # the listed clips only
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -197,3 +198,75 @@ class PreparedDataset:
     def mouth_features(self, clip_id: str) -> np.ndarray:
         """PCA mouth features [T, K] float32 (NaN rows where no face was found)."""
         return self.mouth_pca.transform(self.arrays(clip_id)["mouth"])
+
+
+# --- the fixed time split (train / val / test), a property of the dataset, not of a run --------
+
+SPLITS = ("train", "val", "test")
+SNAP_CLIPS_SHORTER_THAN = 60 * 25  # frames: such clips are never cut by a split boundary
+MIN_HELD_OUT_FRAMES = 100  # smallest validation / test piece a block may leave: two 2-s audio→mouth windows
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [start, stop) of one clip, all in one split."""
+
+    clip: str
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def split_segments(clip_frames: list[tuple[str, int]], blocks: int = 10,
+                   fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                   snap_shorter_than: int = SNAP_CLIPS_SHORTER_THAN) -> dict[str, list[Segment]]:
+    """Cut the timeline of (clip id, frames) into train/val/test segments (see module docstring);
+    a cut falling in a clip shorter than ``snap_shorter_than`` frames moves to its nearer end."""
+    starts = np.cumsum([0] + [n for _, n in clip_frames])
+    total = int(starts[-1])
+    clip_starts = starts[:-1]
+
+    def snapped(position: float) -> int:
+        k = int(np.searchsorted(starts, position, side="right") - 1)
+        k = min(k, len(clip_frames) - 1)
+        if clip_frames[k][1] < snap_shorter_than:
+            return int(starts[k] if position - starts[k] < starts[k + 1] - position else starts[k + 1])
+        return int(round(position))
+
+    bounds: list[tuple[str, int, int]] = []  # (split, timeline start, timeline stop)
+    edges = np.cumsum((0.0,) + fractions)
+    for b in range(blocks):
+        block_start, block_len = total * b / blocks, total / blocks
+        cuts = [snapped(block_start + block_len * e) for e in edges]
+        for split, lo, hi in zip(SPLITS, cuts[:-1], cuts[1:]):
+            if hi > lo:
+                bounds.append((split, lo, hi))
+
+    segments: dict[str, list[Segment]] = {s: [] for s in SPLITS}
+    for split, lo, hi in bounds:
+        first = int(np.searchsorted(starts, lo, side="right") - 1)
+        for k in range(first, len(clip_frames)):
+            clip_lo, clip_hi = int(clip_starts[k]), int(starts[k + 1])
+            if clip_lo >= hi:
+                break
+            a, b = max(lo, clip_lo), min(hi, clip_hi)
+            if b > a:
+                segments[split].append(Segment(clip_frames[k][0], a - clip_lo, b - clip_lo))
+    return segments
+
+
+def dataset_split(dataset: PreparedDataset) -> dict[str, list[Segment]]:
+    """The dataset's split. Ten blocks; with many short clips (GRID) the held-out parts are whole
+    clips and there are fewer blocks if needed to give every part at least one clip; with fewer
+    than ten clips every cut falls where it lands, inside clips. A small dataset gets fewer
+    blocks, so that every validation and test piece holds at least two 2-s windows (a minute of
+    recordings: one block, the last 6 s validating and testing)."""
+    clip_frames = [(c["id"], c["frames"]) for c in dataset.clips]
+    total = sum(n for _, n in clip_frames)
+    blocks = max(1, min(10, int(total * 0.1) // MIN_HELD_OUT_FRAMES))
+    if len(clip_frames) < 10:
+        return split_segments(clip_frames, blocks, snap_shorter_than=0)
+    short = np.median([n for _, n in clip_frames]) < SNAP_CLIPS_SHORTER_THAN
+    return split_segments(clip_frames, max(1, min(blocks, len(clip_frames) // 10)) if short else blocks)

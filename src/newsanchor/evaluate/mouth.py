@@ -23,7 +23,8 @@ from ..audio2mouth.registry import MODELS, build_model
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
 from ..features.mouth import face_pose, denormalise_mouth, MOUTH
-from ..train.mouth_data import WINDOW, WindowSet, dataset_split, load_features
+from ..dataset import dataset_split
+from ..train.mouth_data import WINDOW, WindowSet, load_features
 
 REFERENCE = "tcn-gan"
 

@@ -41,7 +41,7 @@ from ..render.inputs import (appearance_reference, compose_region, input_uses_ed
 from ..render.pix2pixhd import is_lower_face, load_renderer
 from ..render.references import load_reference_mouths, mouth_openness
 from ..render.runtime import RendererRunner, resolve_precision
-from ..train.mouth_data import Segment, dataset_split
+from ..dataset import Segment, dataset_split
 from .image_metrics import crop_box, identity_distance, laplacian_variance, mouth_box, psnr, ssim
 
 METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "flicker_face", "sharpness_ratio",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..dataset import PreparedDataset
+from ..dataset import PreparedDataset, dataset_split
 from ..errors import NewsanchorError
 from ..render.inputs import to_image
 from ..render.lower_face import LOWER_FACE_CONFIGS, LowerFaceConfig, build_lower_face
@@ -39,7 +39,6 @@ from .gan_losses import laplacian_loss
 from ..render.references import REFERENCES_FILE
 from .lower_face_data import (LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
                               choose_references)
-from .mouth_data import dataset_split
 from .renderer import (GanModels, RunLog, adversarial_terms, checkpoint, ddp, discriminator_update, distributed, mixed_precision,
                        pick_device, step_loader)
 from .state import load_train_state

@@ -26,7 +26,7 @@ from ..evaluate.image_metrics import mouth_box
 from ..render.inputs import lower_face_input, region_alpha
 from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
                                  mouth_openness, teeth_score, warp_references)
-from .mouth_data import Segment
+from ..dataset import Segment
 
 log = logging.getLogger("newsanchor.train")
 CACHE_VERSION = 1

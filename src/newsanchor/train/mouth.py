@@ -32,7 +32,8 @@ from ..audio2mouth.silence import closed_mouth_pose, speech_activity
 from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
 from ..features.mouth import mouth_size
-from .mouth_data import WindowSet, dataset_split, load_features
+from ..dataset import dataset_split
+from .mouth_data import WindowSet, load_features
 from .state import load_train_state, save_train_state
 
 LOG = "log.csv"

@@ -4,7 +4,7 @@ The input (:mod:`newsanchor.render.inputs`) is drawn from the frame's own landma
 (at inference: template edges + generated mouth — the same function) and the clip's first
 frame with a face as the appearance reference (at inference: the template frame).
 
-Splits are the dataset's (``train.mouth_data.dataset_split``): the renderer is evaluated on the
+Splits are the dataset's (``dataset.dataset_split``): the renderer is evaluated on the
 same held-out contiguous blocks as the audio→mouth models.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from ..dataset import PreparedDataset
 from ..render.inputs import appearance_reference, renderer_input, to_image_tensor
-from .mouth_data import Segment, dataset_split
+from ..dataset import Segment, dataset_split
 
 
 @dataclass(frozen=True)
