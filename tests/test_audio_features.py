@@ -11,15 +11,14 @@ import pytest
 from newsanchor.features.audio import (
     MFCC_PER_VIDEO_FRAME,
     N_MFCC,
-    SAMPLE_RATE,
     STD_FLOOR,
     MfccStats,
     mfcc,
     mfcc_stats,
     normalise_mfcc,
 )
+from newsanchor.timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 
-SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // 25  # 640
 
 
 def noise(n_samples: int, seed: int = 0, level: float = 0.3) -> np.ndarray:
@@ -29,7 +28,7 @@ def noise(n_samples: int, seed: int = 0, level: float = 0.3) -> np.ndarray:
 @pytest.mark.parametrize("n_samples", [1, 639, 640, 641, 16000, 16001])
 def test_four_rows_per_started_video_frame(n_samples):
     features = mfcc(noise(n_samples))
-    expected_rows = MFCC_PER_VIDEO_FRAME * math.ceil(n_samples / SAMPLES_PER_VIDEO_FRAME)
+    expected_rows = MFCC_PER_VIDEO_FRAME * math.ceil(n_samples / SAMPLES_PER_FRAME)
     assert features.shape == (expected_rows, N_MFCC)
     assert features.dtype == np.float32
     assert np.all(np.isfinite(features))
@@ -41,22 +40,22 @@ def test_empty_waveform_gives_no_rows():
 
 
 def test_n_video_frames_trims_to_exactly_that_many_frames():
-    wav = noise(10 * SAMPLES_PER_VIDEO_FRAME + 123)
+    wav = noise(10 * SAMPLES_PER_FRAME + 123)
     trimmed = mfcc(wav, n_video_frames=6)
     assert trimmed.shape == (24, N_MFCC)
-    np.testing.assert_array_equal(trimmed, mfcc(wav[: 6 * SAMPLES_PER_VIDEO_FRAME]))
+    np.testing.assert_array_equal(trimmed, mfcc(wav[: 6 * SAMPLES_PER_FRAME]))
     # The trimmed-away audio must not leak in: the full clip differs in the last row.
     assert not np.allclose(trimmed[-1], mfcc(wav)[23], atol=1e-3)
 
 
 def test_n_video_frames_pads_with_silence():
-    wav = noise(3 * SAMPLES_PER_VIDEO_FRAME + 100)
+    wav = noise(3 * SAMPLES_PER_FRAME + 100)
     padded = mfcc(wav, n_video_frames=8)
     assert padded.shape == (32, N_MFCC)
-    explicit = np.zeros(8 * SAMPLES_PER_VIDEO_FRAME, np.float32)
+    explicit = np.zeros(8 * SAMPLES_PER_FRAME, np.float32)
     explicit[: wav.size] = wav
     np.testing.assert_array_equal(padded, mfcc(explicit))
-    silence_row = mfcc(np.zeros(SAMPLES_PER_VIDEO_FRAME, np.float32))[0]
+    silence_row = mfcc(np.zeros(SAMPLES_PER_FRAME, np.float32))[0]
     np.testing.assert_allclose(padded[-4:], np.tile(silence_row, (4, 1)), atol=1e-4)
 
 
@@ -72,9 +71,9 @@ def test_rejects_other_sample_rates_and_shapes():
 @pytest.mark.parametrize("frame", [0, 3, 7])
 def test_burst_in_one_video_frame_lights_up_its_four_rows(frame):
     n_frames = 8
-    wav = np.zeros(n_frames * SAMPLES_PER_VIDEO_FRAME, np.float32)
-    start = frame * SAMPLES_PER_VIDEO_FRAME
-    wav[start : start + SAMPLES_PER_VIDEO_FRAME] = noise(SAMPLES_PER_VIDEO_FRAME, seed=frame)
+    wav = np.zeros(n_frames * SAMPLES_PER_FRAME, np.float32)
+    start = frame * SAMPLES_PER_FRAME
+    wav[start : start + SAMPLES_PER_FRAME] = noise(SAMPLES_PER_FRAME, seed=frame)
     energy = mfcc(wav)[:, 0]
     silence = mfcc(np.zeros_like(wav))[0, 0]
 
@@ -90,7 +89,7 @@ def test_burst_in_one_video_frame_lights_up_its_four_rows(frame):
 
 def test_click_row_maps_back_to_its_time_within_5_ms():
     rng = np.random.default_rng(1)
-    n_samples = 20 * SAMPLES_PER_VIDEO_FRAME
+    n_samples = 20 * SAMPLES_PER_FRAME
     for position in [0, 79, 80, 81, 159, *rng.integers(0, n_samples, 40)]:
         wav = np.zeros(n_samples, np.float32)
         wav[position] = 1.0
@@ -104,7 +103,7 @@ def test_rows_are_centred_time_reversal_reverses_rows():
     # one centred at 10(4T-1-j) + 5 ms only if every window is centred exactly as promised;
     # any offset in the padding breaks this equality. Sample n sits at time n / sr, so the
     # reversal about the midpoint is r[n] = w[N - n] (w[N] := 0, hence w[0] = 0 here).
-    n_samples = 6 * SAMPLES_PER_VIDEO_FRAME
+    n_samples = 6 * SAMPLES_PER_FRAME
     wav = noise(n_samples, seed=4) * np.linspace(0.05, 1.0, n_samples, dtype=np.float32)
     wav[0] = 0.0
     reversed_wav = np.zeros_like(wav)
@@ -116,11 +115,11 @@ def test_rows_depend_only_on_their_own_window():
     # A window computed on its own (streaming inference) must match the same rows inside a
     # longer clip, even when the rest of the clip is much louder (no clip-relative dB clamp).
     n_frames = 12
-    wav = noise(n_frames * SAMPLES_PER_VIDEO_FRAME, seed=2, level=3e-4)
-    loud = np.arange(3 * SAMPLES_PER_VIDEO_FRAME)
+    wav = noise(n_frames * SAMPLES_PER_FRAME, seed=2, level=3e-4)
+    loud = np.arange(3 * SAMPLES_PER_FRAME)
     wav[loud] = np.sin(2 * np.pi * 1000 * loud / SAMPLE_RATE)  # full scale, far above the rest
     first, last = 4, 9
-    chunk = wav[first * SAMPLES_PER_VIDEO_FRAME : last * SAMPLES_PER_VIDEO_FRAME]
+    chunk = wav[first * SAMPLES_PER_FRAME : last * SAMPLES_PER_FRAME]
     whole = mfcc(wav)
     alone = mfcc(chunk)
     # Edge rows of the chunk see 7.5 ms across its boundary; all others are fully inside.

@@ -46,6 +46,7 @@ from .audio2mouth.checkpoint import META_FILE as MOUTH_META, WEIGHTS_FILE as MOU
 from .render.pix2pixhd import LOWER_FACE, PIX2PIXHD, is_lower_face, load_renderer
 from .render.pix2pixhd import META_FILE as RENDERER_META, WEIGHTS_FILE as RENDERER_WEIGHTS
 from .render.references import REFERENCES_FILE, ReferenceMouths, load_reference_mouths
+from .timing import SAMPLES_PER_FRAME
 from .template import TemplateChoice
 
 BUNDLE_FORMAT = "newsanchor-anchor"
@@ -120,7 +121,7 @@ def _write_template(dataset: PreparedDataset, choice: TemplateChoice, out: Path)
                 yield frame
 
     (out / "template").mkdir()
-    audio = arrays["audio"][choice.start * 640:choice.stop * 640].astype(np.float32) / 32768
+    audio = arrays["audio"][choice.start * SAMPLES_PER_FRAME:choice.stop * SAMPLES_PER_FRAME].astype(np.float32) / 32768
     written = media.write_video(out / TEMPLATE_FRAMES, stretch(media.iter_video_frames(source, dataset.fps)),
                                 dataset.fps, audio=audio, crf=14, keyframe_interval=dataset.fps)
     if written != len(choice):

@@ -37,7 +37,6 @@ from .render.runtime import choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
 
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 AUDIO_CHUNK = 16000 * 20  # samples of speech turned into mouth frames at a time
 # The template's full frames are kept decoded up to this size in all; above it (long 1080p
 # templates) they are kept PNG-compressed and decoded when used.

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..features.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
+from ..timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 _ENERGY_EPS = 1e-10  # -100 dBFS: digital silence stays finite
 
@@ -91,16 +91,16 @@ def frame_energy_db(wav: np.ndarray, n_video_frames: int, low_cut_hz: float = 10
         ``[T]`` float64, >= -100 dBFS.
     """
     wav = np.asarray(wav, dtype=np.float32)
-    frames = np.zeros(n_video_frames * SAMPLES_PER_VIDEO_FRAME, dtype=np.float64)
+    frames = np.zeros(n_video_frames * SAMPLES_PER_FRAME, dtype=np.float64)
     kept = min(len(frames), len(wav))
     frames[:kept] = wav[:kept]
-    frames = frames.reshape(n_video_frames, SAMPLES_PER_VIDEO_FRAME)
-    window = np.hanning(SAMPLES_PER_VIDEO_FRAME)
+    frames = frames.reshape(n_video_frames, SAMPLES_PER_FRAME)
+    window = np.hanning(SAMPLES_PER_FRAME)
     spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(SAMPLES_PER_VIDEO_FRAME, 1.0 / SAMPLE_RATE)
+    freqs = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE)
     band = freqs >= low_cut_hz
     # Parseval, one-sided, undoing the window's power: a sine of amplitude A gives A² / 2.
-    power = 2.0 * spectrum[:, band].sum(axis=1) / (SAMPLES_PER_VIDEO_FRAME * np.sum(window**2))
+    power = 2.0 * spectrum[:, band].sum(axis=1) / (SAMPLES_PER_FRAME * np.sum(window**2))
     return 10.0 * np.log10(power + _ENERGY_EPS)
 
 

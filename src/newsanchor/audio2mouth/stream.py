@@ -31,12 +31,11 @@ from ..features.audio import (
     HOP_SAMPLES,
     MFCC_PER_VIDEO_FRAME,
     N_FFT,
-    SAMPLE_RATE,
-    SAMPLES_PER_VIDEO_FRAME,
     MfccStats,
     mfcc,
     normalise_mfcc,
 )
+from ..timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .infer import (
     DROP,
     WINDOW,
@@ -131,8 +130,8 @@ class MouthStreamer:
             last_row_of_frame = MFCC_PER_VIDEO_FRAME - 1
             mouth = HOP_SAMPLES * (self.right_rows - last_row_of_frame) + _ROW_END_OFFSET - HOP_SAMPLES
         else:  # the first kept frame of a window waits for the window's last row
-            mouth = HOP_SAMPLES * self.right_rows + _ROW_END_OFFSET - SAMPLES_PER_VIDEO_FRAME
-        closure = 0 if self.closed_mouth is None else SAMPLES_PER_VIDEO_FRAME * (self.vad.lookahead_frames + self.ease_frames)
+            mouth = HOP_SAMPLES * self.right_rows + _ROW_END_OFFSET - SAMPLES_PER_FRAME
+        closure = 0 if self.closed_mouth is None else SAMPLES_PER_FRAME * (self.vad.lookahead_frames + self.ease_frames)
         return 1000.0 * max(mouth, closure) / SAMPLE_RATE
 
     # ------------------------------------------------------------------ public
@@ -151,7 +150,7 @@ class MouthStreamer:
 
     # ------------------------------------------------------------------ steps
     def _advance(self, final: bool) -> np.ndarray:
-        n_frames = math.ceil(self._n_samples / SAMPLES_PER_VIDEO_FRAME) if final else None
+        n_frames = math.ceil(self._n_samples / SAMPLES_PER_FRAME) if final else None
         self._update_mfcc(n_frames)
         self._update_energy(n_frames)
         self._update_mouth(n_frames)
@@ -172,11 +171,11 @@ class MouthStreamer:
         # Start one video frame before the first new row: rows >= 2 of a segment see only its
         # own samples, so the new rows are computed from the same samples as offline.
         first_frame = max(0, done // MFCC_PER_VIDEO_FRAME - 1)
-        start = first_frame * SAMPLES_PER_VIDEO_FRAME
+        start = first_frame * SAMPLES_PER_FRAME
         segment = self._audio[start - self._audio_start:]
         # Cover every sample that has arrived: a shorter segment would put zeros inside the
         # windows of the last rows (at the end of the utterance the two agree).
-        n_segment_frames = max(math.ceil(target / MFCC_PER_VIDEO_FRAME), math.ceil(self._n_samples / SAMPLES_PER_VIDEO_FRAME)) - first_frame
+        n_segment_frames = max(math.ceil(target / MFCC_PER_VIDEO_FRAME), math.ceil(self._n_samples / SAMPLES_PER_FRAME)) - first_frame
         rows = mfcc(segment, n_video_frames=n_segment_frames)
         offset = MFCC_PER_VIDEO_FRAME * first_frame
         new = normalise_mfcc(rows[done - offset:target - offset], self.stats)
@@ -184,9 +183,9 @@ class MouthStreamer:
 
     def _update_energy(self, n_frames: int | None) -> None:
         done = self._energy_start + len(self._energy)
-        target = n_frames if n_frames is not None else self._n_samples // SAMPLES_PER_VIDEO_FRAME
+        target = n_frames if n_frames is not None else self._n_samples // SAMPLES_PER_FRAME
         if target > done:
-            samples = self._audio[done * SAMPLES_PER_VIDEO_FRAME - self._audio_start:]
+            samples = self._audio[done * SAMPLES_PER_FRAME - self._audio_start:]
             self._energy = np.concatenate([self._energy, frame_energy_db(samples, target - done, self.vad.low_cut_hz)])
 
     def _padded_rows(self, first_row: int, stop_row: int, n_frames: int | None) -> np.ndarray:
@@ -274,7 +273,7 @@ class MouthStreamer:
             self._energy_start = keep_energy_from
         # Samples: from one video frame before the oldest frame MFCC or energy may still need.
         rows_done = self._rows_start + len(self._rows)
-        keep_samples_from = SAMPLES_PER_VIDEO_FRAME * max(0, min(rows_done // MFCC_PER_VIDEO_FRAME - 1,
+        keep_samples_from = SAMPLES_PER_FRAME * max(0, min(rows_done // MFCC_PER_VIDEO_FRAME - 1,
                                                                  self._energy_start + len(self._energy)))
         if keep_samples_from - self._audio_start > self.trim_slack_samples:
             self._audio = self._audio[keep_samples_from - self._audio_start:]

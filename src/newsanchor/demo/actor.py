@@ -37,9 +37,9 @@ from scipy.spatial import Delaunay
 
 from ..features.face import FaceTracker
 from ..features.mouth import face_pose
-from .motion import FPS, idle_motion, mouth_trajectory
+from ..timing import FPS, SAMPLE_RATE
+from .motion import idle_motion, mouth_trajectory
 
-SAMPLE_RATE = 16000
 DEFAULT_SIZE = 384
 LANDMARK_BOX_FRACTION = 1 / 3.15  # landmark box / portrait side: 122 px at 384, crop 2.1× = 256
 PARAM_NAMES = ("open", "wide", "round", "blink", "dx", "dy", "tilt")  # dx, dy px; tilt radians

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FPS = 25
+from ..timing import FPS
+
 
 # viseme: ((open, wide, round) target, dominance). Dominance says how hard a shape holds against
 # its neighbours: lip closure and lip-teeth contact must be reached, vowels may be undershot.

@@ -38,8 +38,8 @@ import numpy as np
 
 from ..features.face import detect_faces, landmarks_in_box
 from ..media import iter_video_frames, probe, read_audio
+from ..timing import FPS, SAMPLES_PER_FRAME
 
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 OUTER_EYE_CORNERS = (36, 45)
 QUIET_FRACTION = 0.05
@@ -282,7 +282,7 @@ def speech_of_recordings(recordings: list[Path]) -> tuple[np.ndarray, list[int],
     for path in recordings:
         info = probe(path, require_video=False)
         wav = read_audio(path, 16000, info=info)
-        n = count_output_frames(info, 25) if info.has_video else math.ceil(len(wav) / SAMPLES_PER_FRAME)
+        n = count_output_frames(info, FPS) if info.has_video else math.ceil(len(wav) / SAMPLES_PER_FRAME)
         all_video &= bool(info.has_video)
         part = np.zeros(n * SAMPLES_PER_FRAME, np.float32)
         part[:min(len(wav), len(part))] = wav[:len(part)]

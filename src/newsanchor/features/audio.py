@@ -40,17 +40,16 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+
 MFCC_HZ = 100
-VIDEO_FPS = 25
-MFCC_PER_VIDEO_FRAME = MFCC_HZ // VIDEO_FPS  # 4
+MFCC_PER_VIDEO_FRAME = MFCC_HZ // FPS  # 4
 N_MFCC = 13
 
 HOP_SAMPLES = SAMPLE_RATE // MFCC_HZ  # 160 samples = 10 ms
 WINDOW_SAMPLES = SAMPLE_RATE * 25 // 1000  # 400 samples = 25 ms
 N_FFT = 512
 N_MELS = 40
-SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640 samples = 40 ms
 LOG_MEL_FLOOR = 1e-8  # -80 dB, see the module docstring
 
 # Row j's window centre must land on original sample 160j + 80 (= 10j + 5 ms). With
@@ -91,13 +90,13 @@ def mfcc(wav: np.ndarray, sr: int = SAMPLE_RATE, *, n_video_frames: int | None =
     if not np.all(np.isfinite(wav)):
         raise ValueError("mfcc: waveform contains NaN or inf")
     if n_video_frames is None:
-        n_video_frames = math.ceil(wav.shape[0] / SAMPLES_PER_VIDEO_FRAME)
+        n_video_frames = math.ceil(wav.shape[0] / SAMPLES_PER_FRAME)
     if n_video_frames < 0:
         raise ValueError(f"mfcc: n_video_frames must be >= 0, got {n_video_frames}")
     if n_video_frames == 0:
         return np.zeros((0, N_MFCC), dtype=np.float32)
 
-    n_samples = n_video_frames * SAMPLES_PER_VIDEO_FRAME
+    n_samples = n_video_frames * SAMPLES_PER_FRAME
     fitted = np.zeros(n_samples, dtype=np.float32)
     kept = min(n_samples, wav.shape[0])
     fitted[:kept] = wav[:kept]
