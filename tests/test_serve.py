@@ -43,6 +43,8 @@ with warnings.catch_warnings():  # this Starlette wants httpx2 for its test clie
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TOKEN = "a-test-token-long-enough"
+# a loopback service answers only to its own names (TestClient's default is "testserver")
+LOCAL_URL = "http://localhost"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def anchors_dir(grid_anchor_bundle, tmp_path_factory):
 def service(anchors_dir):
     settings = ServeSettings(anchors_dir, submissions_per_minute=10_000)  # the limit has its own test
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL_URL) as client:
         yield SimpleNamespace(app=app, client=client, store=app.state.store, settings=settings)
     app.state.store.close()
 
@@ -253,7 +255,7 @@ def test_unknown_jobs_are_404_and_unexpected_errors_hide_their_traceback(service
     def boom():
         raise RuntimeError("secret detail at /srv/x.py line 3")
 
-    answer = TestClient(app, raise_server_exceptions=False).get("/api/boom")
+    answer = TestClient(app, base_url=LOCAL_URL, raise_server_exceptions=False).get("/api/boom")
     assert answer.status_code == 500 and answer.json() == {"error": "internal server error (details are in the server log)"}
 
 
@@ -338,7 +340,7 @@ def test_twenty_concurrent_submissions_complete_exactly_once(service, running_wo
 
 def test_beyond_loopback_every_route_but_the_page_needs_the_token(service, anchors_dir, tmp_path):
     app = create_app(ServeSettings(anchors_dir, host="0.0.0.0", token=TOKEN), store=service.store)
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL_URL)
     for path in ("/api/anchors", "/api/jobs", "/api/anchors/grid-s1/thumbnail", "/openapi.json"):
         denied = client.get(path)
         assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer" and "token" in denied.json()["error"]
@@ -360,7 +362,7 @@ def test_beyond_loopback_every_route_but_the_page_needs_the_token(service, ancho
 
 def test_submissions_are_rate_limited(anchors_dir, tmp_path):
     app = create_app(ServeSettings(anchors_dir, db=str(tmp_path / "jobs.sqlite"), submissions_per_minute=3))
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL_URL)
     answers = [client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Hi."}) for _ in range(4)]
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
     assert "at most 3 a minute" in (limited := answers[-1]).json()["error"]
@@ -371,7 +373,7 @@ def test_submissions_are_rate_limited(anchors_dir, tmp_path):
 
 def test_uploads_over_the_limit_are_refused_by_length_and_while_streaming(anchors_dir, tmp_path, grid10):
     app = create_app(ServeSettings(anchors_dir, db=str(tmp_path / "jobs.sqlite"), max_upload_bytes=10_000))
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL_URL)
     big = speech_wav_bytes(grid10, seconds=4.0)  # 128 KB: past the limit with the form's allowance too
     answer = client.post("/api/jobs", data={"anchor": "grid-s1"}, files={"audio": ("a.wav", big, "audio/wav")})
     assert answer.status_code == 413 and "request too large" in answer.json()["error"]

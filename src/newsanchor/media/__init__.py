@@ -7,7 +7,7 @@ Every problem with an input file is a one-line :class:`MediaError` naming the fi
 
 from .decode import count_output_frames, iter_video_frames, read_audio, read_video_frames_at
 from .encode import write_video
-from .streams import MP4_TAGS, MediaInfo, probe
+from .streams import MEDIA_FORMATS, MP4_TAGS, RECORDING_FORMATS, MediaInfo, probe
 
 __all__ = ["MediaInfo", "probe", "iter_video_frames", "count_output_frames", "read_audio",
-           "write_video", "read_video_frames_at", "MP4_TAGS"]
+           "write_video", "read_video_frames_at", "MP4_TAGS", "MEDIA_FORMATS", "RECORDING_FORMATS"]

@@ -22,6 +22,18 @@ MP4_TAGS = frozenset({"title", "artist", "album_artist", "composer", "album", "d
                       "copyright", "grouping", "lyrics", "description", "synopsis", "show", "episode_id",
                       "network", "keywords"})
 _RESEEK_GAP = 50  # frames: farther than this to the next wanted frame, seeking beats decoding through
+# The only demuxers (FFmpeg names) that may open a file, because FFmpeg otherwise picks one by
+# sniffing the content, and some it would pick read *other* files or hosts: a 54-byte text
+# "ffconcat version 1.0\nfile other/input" (concat), an m3u8 playlist (hls), a dash manifest, an
+# image2 pattern, an sdp session. These hold their media inside the one file, so opening one
+# reads nothing else. Containers that carry sound (a recording):
+RECORDING_FORMATS = frozenset({
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",   # one demuxer: QuickTime/MP4 family
+    "matroska", "webm", "avi", "flv", "asf", "mpeg", "mpegts", "mxf", "nut",
+    "wav", "w64", "aiff", "caf", "au", "flac", "mp3", "ogg", "aac", "ac3", "eac3", "amr", "wv", "ape",
+})
+# ...and what the command line also reads: raw video streams written without a container.
+MEDIA_FORMATS = RECORDING_FORMATS | {"h264", "hevc", "m4v", "mpegvideo", "ivf"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,9 @@ def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err) or type(err).__name__
 
 
-def _open(path: str) -> av.container.InputContainer:
-    """Open for reading; every failure becomes a MediaError in plain words."""
+def _open(path: str, formats: frozenset[str] = MEDIA_FORMATS) -> av.container.InputContainer:
+    """Open for reading with one of the demuxers in ``formats``; every failure becomes a
+    MediaError in plain words."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -68,14 +81,21 @@ def _open(path: str) -> av.container.InputContainer:
     if not header:
         raise MediaError(path, "empty file")
     try:
-        container = av.open(path, metadata_errors="replace")
+        # "file:" so that a name like "concat:a|b" or "subfile:…" is that file, not an FFmpeg
+        # protocol; both lists are checked by FFmpeg before the demuxer reads a byte of the file
+        container = av.open(f"file:{os.path.abspath(path)}", metadata_errors="replace",
+                            container_options={"format_whitelist": ",".join(sorted(formats)),
+                                               "protocol_whitelist": "file"})
+    except av.error.ArgumentError:  # sniffed as a format not in the list
+        raise MediaError(path, "not a media file") from None
     except (_AvError, OSError) as err:
         if any(header[at:at + len(magic)] == magic for at, magic in _SIGNATURES):
             raise MediaError(path, "truncated or corrupt") from None  # e.g. an mp4 cut before its moov atom
         if isinstance(err, av.error.InvalidDataError):
             raise MediaError(path, "not a media file") from None
         raise MediaError(path, f"cannot open ({_reason(err)})") from None
-    if container.format.name == "tty" or not container.streams:  # FFmpeg reads *.txt as ANSI art
+    # FFmpeg's own check already refused other demuxers; this one also holds for a build without it
+    if not formats.intersection(container.format.name.split(",")) or not container.streams:
         container.close()
         raise MediaError(path, "not a media file")
     return container
@@ -161,15 +181,19 @@ def _check_truncation(path: str, container, streams, spans, cut) -> None:
             raise MediaError(path, f"truncated ({s.type} ends at {measured:.2f} s{of})")
 
 
-def probe(path, *, require_video: bool = True, require_audio: bool = True, scan_packets: bool = True) -> MediaInfo:
+def probe(path, *, require_video: bool = True, require_audio: bool = True, scan_packets: bool = True,
+          formats: frozenset[str] = MEDIA_FORMATS) -> MediaInfo:
     """Describe a media file, checking it is usable. Raises MediaError: no such file, directory,
     cannot read, empty, not a media file, truncated or corrupt, no video/audio stream, truncated.
 
     ``scan_packets`` demuxes every packet (no decoding: milliseconds for short clips) to measure
     real stream durations and to catch files whose data stops before their headers say.
+    ``formats``: the FFmpeg demuxers allowed to open it (:data:`MEDIA_FORMATS`; a file sniffed as
+    anything else, such as a concat script or a playlist, is "not a media file" and is never read
+    past its first bytes).
     """
     path = os.fspath(path)
-    container = _open(path)
+    container = _open(path, formats)
     try:
         video, audio = _video_stream(container), _audio_stream(container)
         if video is None and audio is None:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from .anchors import discover_anchors
 from .docs import install_docs
-from .security import BodyTooLarge, Guard, RateLimiter, is_loopback, size_text
+from .security import BodyTooLarge, Guard, HostPolicy, RateLimiter, is_loopback, size_text
 from .settings import MAX_JSON_BYTES, MAX_TITLE_CHARS, ServeSettings
 from .store import JobStore, open_store
 from .submit import router as submit_router
@@ -153,15 +153,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal server error (details are in the server log)"}, status_code=500)
 
 
+def _voice_letter_scripts() -> tuple[str, ...] | None:
+    """The letters the workers' voice reads, so that scripts are checked before they are queued."""
+    from ..speech import SpeechError, voice_letter_scripts
+
+    try:
+        return voice_letter_scripts()  # the default voice, as worker.py speaks with
+    except SpeechError as err:  # the workers will say the same for every script; the app still answers
+        log.warning("scripts are not checked for letters the voice cannot read: %s", err)
+        return None
+
+
 def create_app(settings: ServeSettings, store: JobStore | None = None) -> FastAPI:
     """The app for ``settings``: anchors are loaded (all checksums verified) now, bad ones
     skipped with a logged reason; ``store`` defaults to ``open_store(settings.db_spec)``.
 
     Raises:
         ValueError: a non-loopback host without a token.
+        NewsanchorError: an allowed host that is not a host name or address.
     """
     if settings.token is None and not is_loopback(settings.host):
         raise ValueError(f"host {settings.host}: a service reachable from other machines needs a token")
+    hosts = HostPolicy(settings.host, settings.allowed_hosts)
     app = FastAPI(title="newsanchor newsroom", version=__version__, docs_url=None, redoc_url=None,  # docs.py
                   description="Queue videos of a virtual news anchor reading a script or lip-syncing a recording. "
                               "Every route but the page needs `Authorization: Bearer TOKEN` when the service "
@@ -170,11 +183,13 @@ def create_app(settings: ServeSettings, store: JobStore | None = None) -> FastAP
     app.state.store = store if store is not None else open_store(settings.db_spec)
     app.state.anchors = discover_anchors(settings.anchors_dir)
     app.state.rate_limiter = RateLimiter(settings.submissions_per_minute)
+    app.state.letter_scripts = _voice_letter_scripts()
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
     app.include_router(router)
     app.include_router(submit_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     install_docs(app)
     _install_error_handlers(app)
-    app.add_middleware(Guard, token=settings.token, max_upload=settings.max_upload_bytes, max_json=MAX_JSON_BYTES)
+    app.add_middleware(Guard, token=settings.token, max_upload=settings.max_upload_bytes, max_json=MAX_JSON_BYTES,
+                       hosts=hosts)
     return app

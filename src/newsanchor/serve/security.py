@@ -1,18 +1,26 @@
-"""Who may call the service and how much: bearer token, body-size limits, rate limit, headers.
+"""Who may call the service and how much: host names, origins, bearer token, body-size limits,
+rate limit, headers.
 
-The page and its static files are always open (they hold no data and must load to ask for the
-token); everything else needs ``Authorization: Bearer TOKEN`` whenever a token is set, and a
-token is always set when the server listens on anything but loopback.
+Every request must name the service by one of its own names (``Host``), so that a web page
+whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused, and a request that changes
+jobs must come from the service's own page (``Origin``), so that another site's form cannot post
+to it. The page and its static files need no token (they hold no data and must load to ask for
+it); everything else needs ``Authorization: Bearer TOKEN`` whenever a token is set, and a token
+is always set when the server listens on anything but loopback.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import re
 import secrets
+import stat
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.datastructures import Headers
@@ -21,6 +29,10 @@ from starlette.responses import JSONResponse
 from ..errors import NewsanchorError
 
 TOKEN_ENV = "NEWSANCHOR_TOKEN"
+# addresses that mean "every interface": the names clients use for such a server are not known
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
 # the page's scripts, styles and media come from the app itself; videos may be blob: URLs when
 # they are fetched with the token
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; script-src 'self'; "
@@ -67,10 +79,105 @@ def is_open_path(path: str) -> bool:
     return path == "/" or path.startswith(("/static/", "/docs/assets/"))
 
 
+def host_name(authority: str) -> str | None:
+    """The host of a ``Host`` header or URL authority (``name``, ``name:port``, ``[v6]:port``),
+    lower case, without brackets, port or a final dot; None when it is not one."""
+    value = authority.strip().lower()
+    if value.startswith("["):
+        name, bracket, port = value[1:].partition("]")
+        try:
+            name = str(ipaddress.IPv6Address(name))  # one spelling: [0::1] is ::1
+        except ValueError:
+            return None
+        if not bracket:
+            return None
+    else:
+        name, colon, port = value.partition(":")
+        port = colon + port
+        name = name.removesuffix(".")
+        if not _NAME.fullmatch(name):
+            return None
+    if port and not (port.startswith(":") and port[1:].isdigit() and len(port) <= 6):
+        return None
+    return name
+
+
+def allowed_host_name(value: str) -> str:
+    """An operator's ``--allowed-host`` (or the bound address): a bare host name or address,
+    normalised as :func:`host_name` normalises what requests carry.
+
+    Raises:
+        NewsanchorError: a scheme, port, path, or anything else that is not a host.
+    """
+    bare = value.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if not _NAME.fullmatch(bare):
+        raise NewsanchorError(f"--allowed-host {value[:100]!r}: give a host name or address alone, without scheme, "
+                              f"port or path (e.g. news.example.com)")
+    return bare
+
+
+class HostPolicy:
+    """The names a service answers to: loopback's (``localhost``, 127.0.0.0/8, ``::1``), the
+    address it binds, and the operator's ``allowed_hosts``, each with any port.
+
+    Bound to every interface (0.0.0.0, ::) with no ``allowed_hosts``, the names clients use are
+    unknown, so any ``Host`` is taken; such a server always requires a token, which a rebinding
+    page does not have. Origins are checked either way."""
+
+    def __init__(self, bind_host: str, allowed_hosts: Iterable[str] = ()):
+        names = {"localhost", *(allowed_host_name(name) for name in allowed_hosts)}
+        bind = bind_host.strip().strip("[]").lower()
+        if bind not in WILDCARD_HOSTS:
+            names.add(allowed_host_name(bind))
+        self.names = frozenset(names)
+        self.checks_host = bind not in WILDCARD_HOSTS or bool(allowed_hosts)
+
+    def knows(self, name: str | None) -> bool:
+        return name is not None and (name in self.names or is_loopback(name))
+
+    def host_problem(self, headers: Headers) -> str | None:
+        """Why the request's ``Host`` is refused (400), or None."""
+        value = headers.get("host")
+        if value is None:
+            return "Host: missing (HTTP/1.1 requires it)" if self.checks_host else None
+        if self.checks_host and not self.knows(host_name(value)):
+            return (f"Host {value[:100]!r}: not a name of this service (its operator can add one with "
+                    f"--allowed-host NAME)")
+        return None
+
+    def origin_problem(self, headers: Headers) -> str | None:
+        """Why a request that changes jobs is refused (403) as coming from another site, or None.
+        Browsers send ``Origin`` with every such request; where one does not, its
+        ``Sec-Fetch-Site`` still tells a cross-site request apart. Clients that are not browsers
+        (curl, scripts) send neither and pass."""
+        origin = headers.get("origin")
+        if origin is None:
+            if headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+                return "Sec-Fetch-Site 'cross-site': jobs can be changed only from this service's own page"
+            return None
+        scheme, separator, authority = origin.strip().partition("://")
+        name = host_name(authority) if separator and scheme.lower() in ("http", "https") else None
+        same = name is not None and name == host_name(headers.get("host", ""))  # what was checked above
+        if not (self.knows(name) or same):
+            return f"Origin {origin[:100]!r}: jobs can be changed only from this service's own page"
+        return None
+
+
 def resolve_token(host: str, explicit: str | None, token_file: Path, *, announce=print) -> str | None:
     """The token the server requires: ``explicit`` (--token or $NEWSANCHOR_TOKEN) if given; on
     loopback without one, None (no authentication); otherwise the one saved in ``token_file``,
-    or a new random one saved there (mode 600) and announced once."""
+    or a new random one saved there (mode 600) and announced once. The file is never followed
+    through a symbolic link: one at its place (planted to make the server read or overwrite
+    another file) is refused.
+
+    Raises:
+        NewsanchorError: a short --token, a symbolic link or something else at the token's
+            place, or a token file that cannot be read or written.
+    """
     if explicit:
         if len(explicit) < 16:
             raise NewsanchorError("--token: use at least 16 characters (or leave it out to get a random one)")
@@ -78,23 +185,48 @@ def resolve_token(host: str, explicit: str | None, token_file: Path, *, announce
     if is_loopback(host):
         return None
     token_file = Path(token_file)
-    if token_file.is_file():
-        if token_file.stat().st_mode & 0o077:
-            os.chmod(token_file, 0o600)  # someone loosened it: a token others can read is no secret
-        token = token_file.read_text().strip()
-        if token:
-            announce(f"newsanchor: using the access token saved in {token_file}")
-            return token
-    token = secrets.token_urlsafe(32)
     try:
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        os.chmod(token_file, 0o600)
+        fd = os.open(token_file, os.O_RDWR | os.O_NOFOLLOW)
+        created = False
+    except FileNotFoundError:  # O_EXCL: made here, never an existing file or a link's target
+        fd, created = _create_private(token_file), True
     except OSError as err:
-        raise NewsanchorError(f"{token_file}: cannot save the access token ({err.strerror})") from None
+        raise _token_file_error(token_file, err) from None
+    try:
+        with os.fdopen(fd, "r+") as f:
+            if not created:
+                mode = os.fstat(f.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    raise NewsanchorError(f"{token_file}: not a regular file; cannot keep the access token there")
+                if mode & 0o077:
+                    os.fchmod(f.fileno(), 0o600)  # someone loosened it: a token others can read is no secret
+                token = f.read().strip()
+                if token:
+                    announce(f"newsanchor: using the access token saved in {token_file}")
+                    return token
+            token = secrets.token_urlsafe(32)
+            f.seek(0)
+            f.truncate()
+            f.write(token + "\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise NewsanchorError(f"{token_file}: cannot read or save the access token "
+                              f"({getattr(err, 'strerror', None) or err})") from None
     announce(f"newsanchor: access token (saved in {token_file}, shown only now): {token}")
     return token
+
+
+def _create_private(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as err:
+        raise _token_file_error(path, err) from None
+
+
+def _token_file_error(path: Path, err: OSError) -> NewsanchorError:
+    if err.errno in (errno.ELOOP, errno.EEXIST) and path.is_symlink():
+        return NewsanchorError(f"{path}: is a symbolic link; the access token is kept only in a plain file "
+                               f"(remove the link)")
+    return NewsanchorError(f"{path}: cannot keep the access token there ({err.strerror})")
 
 
 class RateLimiter:
@@ -122,12 +254,14 @@ class RateLimiter:
 
 
 class Guard:
-    """ASGI middleware: security headers on every answer, the bearer token on every closed path,
-    and the size limit of job submissions, both by Content-Length and while the body streams in
-    (a client may send none or lie)."""
+    """ASGI middleware: security headers on every answer; the host policy (``Host`` on every
+    request, ``Origin`` on those that change jobs); the bearer token on every closed path; and the
+    size limit of job submissions, both by Content-Length and while the body streams in (a client
+    may send none or lie)."""
 
-    def __init__(self, app, *, token: str | None, max_upload: int, max_json: int):
+    def __init__(self, app, *, token: str | None, max_upload: int, max_json: int, hosts: HostPolicy):
         self.app, self.token, self.max_upload, self.max_json = app, token, max_upload, max_json
+        self.hosts = hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -135,6 +269,12 @@ class Guard:
         path = scope["path"]
         headers = Headers(scope=scope)
         send = self._headed(send, path)
+        refused = self.hosts.host_problem(headers)
+        if refused is not None:
+            return await JSONResponse({"error": refused}, status_code=400)(scope, receive, send)
+        refused = self.hosts.origin_problem(headers) if scope["method"] in STATE_CHANGING_METHODS else None
+        if refused is not None:
+            return await JSONResponse({"error": refused}, status_code=403)(scope, receive, send)
         if self.token is not None and not is_open_path(path) and not self._authorized(headers):
             response = JSONResponse({"error": "missing or wrong access token (send Authorization: Bearer TOKEN)"},
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})

@@ -26,12 +26,16 @@ class ServeSettings:
     db: SQLite path or URL of the job store (default: ``anchors_dir/.newsanchor-jobs.sqlite``).
     host: the address the server binds; anything but loopback requires ``token``.
     token: the bearer token clients must send (None: no authentication, loopback only).
+    allowed_hosts: names (or addresses) clients may reach the service by, beside loopback's and
+        ``host``: the ``Host`` a request carries and the ``Origin`` of one that changes jobs must
+        be one of them (see ``security.HostPolicy``).
     """
 
     anchors_dir: Path
     db: str | None = None
     host: str = "127.0.0.1"
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     max_text_chars: int = MAX_TEXT_CHARS
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_audio_s: float = MAX_AUDIO_S

@@ -83,8 +83,9 @@ class SqliteJobStore(JobStore):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as err:
-            raise NewsanchorError(f"{self.path}: cannot open the job database ({err})") from None
+        except (sqlite3.Error, OSError) as err:  # OSError: its folder cannot be made (/proc, read-only, a file)
+            raise NewsanchorError(f"{self.path}: cannot open the job database "
+                                  f"({getattr(err, 'strerror', None) or err})") from None
 
     @contextmanager
     def _immediate(self):

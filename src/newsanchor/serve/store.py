@@ -175,6 +175,16 @@ class JobStore(ABC):
         """Release connections."""
 
 
+def sqlite_path(spec: str | os.PathLike[str]) -> Path | None:
+    """The SQLite file ``--db`` names (a path, or ``sqlite:///path`` as SQLAlchemy reads it:
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db``); None for any URL of another scheme."""
+    text = os.fspath(spec)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme == "sqlite":
+        return Path(text.split("://", 1)[1].removeprefix("/"))
+    return None if scheme else Path(text)
+
+
 def open_store(spec: str | os.PathLike[str]) -> JobStore:
     """The store ``--db`` names: a PostgreSQL URL (``postgresql://user@host/db``, also
     ``postgres://``), else a SQLite file path (or ``sqlite:///path``).
@@ -190,12 +200,10 @@ def open_store(spec: str | os.PathLike[str]) -> JobStore:
         if scheme.startswith("postgresql+"):  # SQLAlchemy's postgresql+psycopg://: libpq knows no driver part
             text = "postgresql://" + text.split("://", 1)[1]
         return PostgresJobStore(text)
-    if scheme == "sqlite":
-        # as SQLAlchemy reads it: sqlite:///relative.db, sqlite:////absolute.db
-        text = text.split("://", 1)[1].removeprefix("/")
-    elif scheme:
+    path = sqlite_path(text)
+    if path is None:
         raise NewsanchorError(f"--db {scheme}://…: unknown database URL scheme; give a PostgreSQL URL "
                               f"(postgresql://user@host/db) or a SQLite file path")
     from .sqlite_store import SqliteJobStore
 
-    return SqliteJobStore(Path(text))
+    return SqliteJobStore(path)

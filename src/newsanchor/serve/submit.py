@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ..errors import MediaError
+from ..speech.engine import ScriptError
+from ..speech.text import check_script
 from .security import size_text
 from .settings import MAX_TITLE_CHARS
 from .views import ErrorBody, JobCreated, TextJobRequest
@@ -30,6 +32,7 @@ from .worker import INPUT_NAME
 
 router = APIRouter()
 UPLOAD_CHUNK = 1 << 20
+UPLOAD_PREFIX = ".upload-"  # a recording on its way in, in the outputs folder until its job exists
 
 _MULTIPART_SCHEMA = {
     "type": "object", "required": ["anchor", "audio"],
@@ -101,10 +104,10 @@ async def _text_job(request: Request) -> tuple[str, dict]:
     limit = request.app.state.settings.max_text_chars
     if len(payload.text) > limit:
         raise _bad(413, f"text: {len(payload.text)} characters; this service reads at most {limit} per job")
-    from ..speech import split_sentences
-
-    if not split_sentences(payload.text):
-        raise _bad(422, "text: nothing to speak (no letters or digits)")
+    try:  # the check the command line makes, so that a job the worker could not speak is never queued
+        check_script(payload.text, request.app.state.letter_scripts)
+    except ScriptError as err:
+        raise _bad(422, f"text: {err}") from None
     _check_title(payload.title, payload.subtitle)
     return anchor, {"input": "text", "text": payload.text, "title": payload.title, "subtitle": payload.subtitle,
                     "captions": payload.captions, "burn_captions": payload.burn_captions}
@@ -113,7 +116,7 @@ async def _text_job(request: Request) -> tuple[str, dict]:
 def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, str]:
     """Copy an upload to a hidden temporary file in ``folder`` → (path, SHA-256)."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    fd, name = tempfile.mkstemp(dir=folder, prefix=UPLOAD_PREFIX)
     digest, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as out:
@@ -132,11 +135,27 @@ def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, st
     return Path(name), digest.hexdigest()
 
 
+def sweep_orphaned_uploads(outputs: Path, started: float) -> list[Path]:
+    """Remove the temporary uploads a server that died mid-request left in ``outputs``: those
+    last written before ``started`` (this server's start, so none of its own), → what was removed."""
+    removed = []
+    for path in Path(outputs).glob(f"{UPLOAD_PREFIX}*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < started:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another server's sweep got there first
+            pass
+    return removed
+
+
 def _probe_audio(path: Path, max_seconds: float) -> float:
-    from ..media import probe
+    from ..media import RECORDING_FORMATS, probe
 
     try:
-        info = probe(path, require_video=False)
+        # only demuxers of self-contained recordings: content sniffing alone would also pick
+        # concat scripts and playlists, which open other files (another job's upload)
+        info = probe(path, require_video=False, formats=RECORDING_FORMATS)
     except MediaError as err:
         raise _bad(415, f"audio: not a usable audio recording ({err.problem})") from None
     if info.audio_duration_s < 0.1:

@@ -13,12 +13,13 @@ timings, spoken offline sentence by sentence, and captions from those timings.
 
 from .captions import Cue, caption_cues, format_srt, format_vtt, write_captions
 from .engine import SAMPLE_RATE, Phoneme, ScriptError, SpeechEngine, SpeechError, Utterance, Word
-from .piper_engine import PiperEngine, default_voice
+from .piper_engine import PiperEngine, default_voice, voice_letter_scripts
 from .speak import ENGINES, Speech, SpokenSentence, get_engine, speak_sentences, synthesize_speech
-from .text import split_sentences, spoken_words
+from .text import check_script, split_sentences, spoken_words
 
 __all__ = [
     "ENGINES", "SAMPLE_RATE", "Cue", "Phoneme", "PiperEngine", "ScriptError", "Speech", "SpeechEngine", "SpeechError",
     "SpokenSentence", "Utterance", "Word", "caption_cues", "default_voice", "format_srt", "format_vtt",
-    "get_engine", "speak_sentences", "spoken_words", "split_sentences", "synthesize_speech", "write_captions",
+    "check_script", "get_engine", "speak_sentences", "spoken_words", "split_sentences", "synthesize_speech",
+    "voice_letter_scripts", "write_captions",
 ]

@@ -41,6 +41,24 @@ _LETTER_SCRIPTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _letter_scripts_of(espeak_voice: str) -> tuple[str, ...] | None:
+    return _LETTER_SCRIPTS.get(espeak_voice.split("-")[0])
+
+
+def voice_letter_scripts(voice: str | os.PathLike[str] | None = None) -> tuple[str, ...] | None:
+    """The Unicode scripts a piper voice's letters are written in (``("LATIN",)`` for the default
+    voice), read from its ``.onnx.json`` alone: a process that only checks scripts (the web
+    service) never loads the voice model. None when its language is not known here."""
+    _, config = resolve_voice(voice)
+    try:
+        espeak_voice = json.loads(config.read_text(encoding="utf-8"))["espeak"]["voice"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SpeechError(f"{config}: not a piper voice config ({type(err).__name__}: {err})") from None
+    if not isinstance(espeak_voice, str):
+        raise SpeechError(f"{config}: not a piper voice config (espeak.voice is not text)")
+    return _letter_scripts_of(espeak_voice)
+
+
 def cache_dir() -> Path:
     """Where newsanchor keeps derived files: ``$NEWSANCHOR_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/newsanchor``, else ``~/.cache/newsanchor``."""
@@ -173,7 +191,7 @@ class PiperEngine:
         self._synthesis = SynthesisConfig(length_scale=length_scale, normalize_audio=False)
         self._english = self._voice.config.espeak_voice.startswith("en")
         # Which letters the voice can read (see speak_sentences); None: not known, not checked.
-        self.letter_scripts = _LETTER_SCRIPTS.get(self._voice.config.espeak_voice.split("-")[0])
+        self.letter_scripts = _letter_scripts_of(self._voice.config.espeak_voice)
         self._sound_counts: dict[str, int] = {}
 
     @property

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .captions import LINE_CHARS, MAX_LINES, Cue, caption_cues
-from .engine import SAMPLE_RATE, Phoneme, ScriptError, SpeechEngine, SpeechError, Word, proportional_words
+from .engine import SAMPLE_RATE, Phoneme, SpeechEngine, SpeechError, Word, proportional_words
 from .piper_engine import PiperEngine
-from .text import clean_script, split_sentences, unreadable_letters
+from .text import check_script
 
 # name → factory(voice) of an engine; add an engine by adding an entry (no string imports).
 ENGINES: dict[str, Callable[..., SpeechEngine]] = {
@@ -142,18 +142,9 @@ def speak_sentences(text: str, voice: str | os.PathLike[str] | None = None, *,
     """
     if pause < 0:
         raise ValueError(f"pause must be >= 0 seconds, got {pause}")
-    sentences = split_sentences(clean_script(text))
-    if not sentences:
-        raise ScriptError("text to speak is empty (no letters or digits)")
+    check_script(text)  # nothing to say is refused before the voice loads
     built = get_engine(engine, voice)
-    scripts = getattr(built, "letter_scripts", None)
-    if scripts:
-        unreadable = unreadable_letters(text, scripts)
-        if unreadable:
-            shown = ", ".join(f"{ch!r} (line {line}, column {column})" for ch, line, column in unreadable[:3])
-            more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
-            raise ScriptError(f"the voice reads {'/'.join(s.lower() for s in scripts)} letters only; the text has "
-                              f"{shown}{more}: remove them or choose a voice for that language")
+    sentences = check_script(text, getattr(built, "letter_scripts", None))
     return _spoken(sentences, built, round(pause * SAMPLE_RATE))
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .engine import ScriptError
+
 # Abbreviation (without its period) → spoken word, and whether it stands before a name or
 # number (and so never ends a sentence). Keys are case-sensitive: "sat." and "no." are also
 # plain words. One spoken word per abbreviation, so words stay one for one with the text.
@@ -166,3 +168,25 @@ def unreadable_letters(text: str, scripts: tuple[str, ...]) -> list[tuple[str, i
             if ch.isalpha() and not unicodedata.name(ch, "").startswith(scripts):
                 found.append((ch, line_number, column))
     return found
+
+
+def check_script(text: str, letter_scripts: tuple[str, ...] | None = None) -> list[str]:
+    """The sentences of a script a voice can read, or ScriptError saying why it cannot: nothing
+    to speak (no letter or digit once invisible characters are dropped), or letters written in
+    none of ``letter_scripts`` (the voice's, see :func:`unreadable_letters`; None: not checked).
+    The one check of a script before its speech is made, by the command line and the service alike.
+
+    Returns:
+        ``split_sentences(clean_script(text))``, never empty.
+    """
+    sentences = split_sentences(clean_script(text))
+    if not sentences:
+        raise ScriptError("nothing to speak: the script is empty (no letters or digits)")
+    if letter_scripts:
+        unreadable = unreadable_letters(text, letter_scripts)
+        if unreadable:
+            shown = ", ".join(f"{ch!r} (line {line}, column {column})" for ch, line, column in unreadable[:3])
+            more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+            raise ScriptError(f"the voice reads {'/'.join(s.lower() for s in letter_scripts)} letters only; the text "
+                              f"has {shown}{more}: remove them or choose a voice for that language")
+    return sentences
