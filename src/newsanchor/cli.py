@@ -38,14 +38,16 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @contextmanager
-def _user_errors():
-    """Turn the project's own errors and Ctrl-C into one line and an exit code."""
+def _user_errors(resumable: bool = False):
+    """Turn the project's own errors and Ctrl-C into one line and an exit code; ``resumable``:
+    the command keeps its finished work and continues from it when run again (say so only then)."""
     try:
         yield
     except NewsanchorError as err:
         _fail(str(err))
     except KeyboardInterrupt:
-        _fail("interrupted; finished work is kept — run the same command again to resume", 130)
+        _fail("interrupted; finished work is kept — run the same command again to resume" if resumable
+              else "interrupted", 130)
 
 
 @contextmanager
@@ -127,11 +129,12 @@ def main(
 @app.command()
 def prepare(
     inputs: Annotated[list[Path], typer.Argument(help="Video files of the person (mp4, mov, mkv, webm, mpg…) or folders of them.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write (re-running resumes it).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write (re-running resumes it, and adds other inputs to its clips).")],
     size: Annotated[Optional[int], typer.Option(help="Face crop side in pixels: 512 (the paper's) or 256 for small faces and CPU work.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with preparation settings (see configs/prepare.yaml).")] = None,
     workers: Annotated[int, typer.Option(help="Clips prepared in parallel (0: one per CPU core).")] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unusable inputs (listed in the manifest) instead of stopping.")] = False,
+    replace_clips: Annotated[bool, typer.Option("--replace", help="Make the dataset these inputs' clips only: remove (and name) its earlier clips of other recordings.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line with the dataset's figures.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -141,7 +144,7 @@ def prepare(
     from .config import PrepareConfig, load_yaml
     from .prepare import prepare as prepare_dataset
 
-    with _user_errors():
+    with _user_errors(resumable=True):
         settings = load_yaml(PrepareConfig, config) if config else PrepareConfig()
         if size is not None:
             try:
@@ -150,7 +153,7 @@ def prepare(
                 raise NewsanchorError(f"--size: {err}") from None
         started = time.perf_counter()
         with _frame_progress("prepare", enabled=not quiet) as factory:
-            manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad,
+            manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad, replace=replace_clips,
                                        progress_factory=factory, warn=lambda m: stderr.print(m, markup=False, soft_wrap=True))
         elapsed = time.perf_counter() - started
         totals = manifest["totals"]
@@ -202,7 +205,7 @@ def train_mouth_command(
     from .config import load_yaml
     from .train.mouth import MouthTrainConfig, train_mouth
 
-    with _user_errors():
+    with _user_errors(resumable=True):
         settings = load_yaml(MouthTrainConfig, config) if config else MouthTrainConfig()
         overrides = {"model": model, "seed": seed} | ({"max_epochs": max_epochs} if max_epochs is not None else {})
         try:
@@ -240,7 +243,7 @@ def train_renderer_command(
     from .render.lower_face import LOWER_FACE_CONFIGS
     from .train.renderer import RendererTrainConfig, train_renderer
 
-    with _user_errors():
+    with _user_errors(resumable=True):
         try:
             snapshots = tuple(int(step) for step in snapshot_steps.split(",") if step.strip())
         except ValueError:

@@ -15,6 +15,7 @@ import typer
 
 from .cli import _frame_progress, _step_progress, _user_errors, app, evaluate_app, stderr
 from .errors import NewsanchorError
+from .files import check_output_path, remove_stale_temporaries
 from .progress import done_of_total
 from .speech.text import MAX_SCRIPT_CHARS
 
@@ -81,10 +82,11 @@ def synthesize_command(
             raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
         if burn_captions and audio is not None:
             raise NewsanchorError("--burn-captions needs a script (--text or --text-file); a recording has no text")
-        if captions is not None and captions.suffix.lower() not in (".srt", ".vtt"):
-            raise NewsanchorError(f"{captions}: captions must be .srt or .vtt")
-        if out.suffix.lower() != ".mp4":
-            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+        # where the results go is checked before the models load and the text is spoken
+        check_output_path(out, suffixes=(".mp4",))
+        if captions is not None:
+            check_output_path(captions, suffixes=(".srt", ".vtt"))
+        remove_stale_temporaries(out)  # what a killed earlier run of this output left
         try:
             label = DisclosureConfig(enabled=not no_disclosure_label, position=label_position, relative_height=label_height)
         except ValueError as err:
@@ -168,8 +170,7 @@ def evaluate_lipsync_command(
     from .evaluate.lipsync import evaluate_lipsync, markdown_table
 
     with _user_errors():
-        if out_video.suffix.lower() != ".mp4":
-            raise NewsanchorError(f"{out_video}: the output must be an .mp4 file")
+        check_output_path(out_video, suffixes=(".mp4",))
         with _frame_progress("lip sync", not quiet) as factory:
             bars: dict = {}
 
@@ -202,9 +203,8 @@ def demo_command(
 
     hooks = DemoHooks(stage=stage, frames=lambda label: _frame_progress(label, not quiet),
                       steps=lambda label: _step_progress(label, quiet))
-    with _user_errors():
-        if out.suffix.lower() != ".mp4":
-            raise NewsanchorError(f"{out}: the output must be an .mp4 file")
+    with _user_errors(resumable=True):  # the demo anchor's finished stages are cached
+        check_output_path(out, suffixes=(".mp4",))
         result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
         result["total_seconds"] = round(time.perf_counter() - started, 1)
         if as_json:
@@ -224,10 +224,13 @@ def serve_command(
     token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
     compile_renderer: Annotated[bool, typer.Option("--compile", help="Workers compile each anchor's renderer on first use: ~40 s once, then ~1.4× faster frames on CPUs.")] = False,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="A name clients reach the service by (e.g. behind a reverse proxy), beside localhost and --host; repeatable. Requests naming another host are refused.")] = None,
+    trusted_proxy: Annotated[Optional[list[str]], typer.Option(help="IP address or network of a reverse proxy whose X-Forwarded-For names the client; repeatable (default: the header is ignored).")] = None,
 ) -> None:
     """Run the newsroom: a web page and REST API (docs at /docs) queueing videos for worker processes."""
     from .serve.service import run_service
 
     with _user_errors():
         run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device,
-                    compile_renderer=compile_renderer)
+                    compile_renderer=compile_renderer, allowed_hosts=tuple(allowed_host or ()),
+                    trusted_proxies=tuple(trusted_proxy or ()))

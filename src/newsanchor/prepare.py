@@ -1,8 +1,10 @@
 """Recordings → dataset directory (paper §4.1–4.2). The format is described in docs/DATASET.md.
 
 Each clip is prepared into ``clips/.tmp-<id>`` and renamed to ``clips/<id>`` when complete, so an
-interrupted run leaves only finished clips behind and a re-run resumes where it stopped. The
-dataset-wide parts (mouth PCA, MFCC statistics, manifest) are computed last from the clips.
+interrupted run leaves only finished clips behind and a re-run resumes where it stopped. A re-run
+with other inputs adds their clips to those already there; only ``replace`` removes earlier clips.
+The dataset-wide parts (mouth PCA, MFCC statistics, manifest) are computed last, over every clip
+the dataset then holds.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from .features.audio import mfcc
 from .features.crop import CropBox, canny_edges, choose_crop_box, crop_frame, to_crop_coords
 from .features.face import smooth_landmarks, track_landmarks
 from .features.mouth import normalise_mouth
-from .files import sha256_file
+from .prepare_rerun import check_earlier_clips, check_output_dir, claim_clip_ids, earlier_clips, earlier_skips, names_of
 from .dataset import (
-    CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, FORMAT, FORMAT_VERSION, MANIFEST,
-    EdgeWriter, write_dataset_summary,
+    CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, EdgeWriter, write_dataset_summary,
 )
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".m4v", ".mpg", ".mpeg", ".mkv", ".webm", ".avi"}
@@ -45,13 +46,16 @@ class ClipSource:
     frames: int  # at the dataset's 25 fps
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Media files named directly or found (recursively, sorted) in the named folders."""
+def collect_inputs(inputs: Sequence[str | Path], exclude: Path | None = None) -> list[Path]:
+    """Media files named directly or found (recursively, sorted) in the named folders, leaving out
+    those under ``exclude`` (the dataset being written: its crops are mp4s too)."""
     found: list[Path] = []
+    skip = exclude.resolve() if exclude is not None else None
     for item in map(Path, inputs):
         if item.is_dir():
             try:
-                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
+                               and not (skip is not None and p.resolve().is_relative_to(skip)))
             except OSError as err:
                 raise MediaError(item, f"cannot read folder ({err.strerror})") from None
             if not files:
@@ -77,13 +81,25 @@ def clip_ids(paths: Sequence[Path]) -> list[str]:
     ]
 
 
-def check_source(path: Path, config: PrepareConfig) -> media.MediaInfo:
-    """Everything that can be known about a source before decoding it; raises MediaError."""
+def frames_for_mouth_pca(config: PrepareConfig) -> int:
+    """Fewest face frames the mouth PCA can be fitted on; also the fewest frames a clip may have,
+    so that a clip alone can make a dataset."""
+    return config.pca_components + 1
+
+
+def check_source(path: Path, config: PrepareConfig) -> tuple[media.MediaInfo, int]:
+    """Everything that can be known about a source before decoding it: its description and its
+    number of frames at the dataset's rate. Raises MediaError."""
     info = media.probe(path)
     shortfall = info.video_duration_s - info.audio_duration_s
     if shortfall > config.max_audio_shortfall_s:
         raise MediaError(path, f"audio much shorter than video ({info.audio_duration_s:.2f} s of {info.video_duration_s:.2f} s)")
-    return info
+    frames = media.count_output_frames(info, config.fps)
+    needed = frames_for_mouth_pca(config)
+    if frames < needed:
+        raise MediaError(path, f"too few frames: {frames} at {config.fps} fps ({info.video_duration_s:.2f} s); "
+                               f"a clip needs at least {needed} ({needed / config.fps:.2f} s)")
+    return info, frames
 
 
 def _track_clip(source: ClipSource, config: PrepareConfig, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
@@ -179,25 +195,6 @@ def finished_clip(clip_dir: Path, sha256: str, config: PrepareConfig) -> dict | 
     return summary
 
 
-def check_output_dir(out: Path) -> bool:
-    """True if ``out`` must be created; refuses a folder that is not a dataset of ours."""
-    if not out.exists():
-        return True
-    if not out.is_dir():
-        raise NewsanchorError(f"{out}: exists and is not a folder")
-    entries = {p.name for p in out.iterdir()}
-    if entries and not entries & {MANIFEST, CLIPS_DIR}:
-        raise NewsanchorError(f"{out}: exists, is not empty and is not a newsanchor dataset; choose another --out")
-    if MANIFEST in entries:
-        try:
-            manifest = json.loads((out / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return False  # damaged: rewritten at the end of this run
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise NewsanchorError(f"{out}: dataset of another format version ({manifest.get('format_version')}); choose another --out")
-    return False
-
-
 # --- running many clips --------------------------------------------------------------------------
 
 _progress_queue = None
@@ -254,26 +251,43 @@ def _run_pool(todo: list[tuple[ClipSource, str]], clips_dir: Path, config: Prepa
                 except MediaError as err:
                     on_media_error(err)
     except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
+        processes = list(getattr(pool, "_processes", {}).values())
+        for process in processes:
             process.terminate()
+        for process in processes:
+            process.join(5)  # gone before the caller removes the folders they were writing
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
     return results
 
 
+def check_enough_faces(out: Path, clips: Sequence[dict], config: PrepareConfig) -> None:
+    """Refuse a dataset with too few face frames to fit the mouth PCA, in one line."""
+    face_frames = sum(round(c["frames"] * c["face_found_ratio"]) for c in clips)
+    needed = frames_for_mouth_pca(config)
+    if face_frames < needed:
+        raise NewsanchorError(f"{out}: only {face_frames} frames of the {len(clips)} clip(s) show a face; the "
+                              f"{config.pca_components}-component mouth PCA needs at least {needed}")
+
+
 def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig = PrepareConfig(), *,
-            workers: int = 0, skip_bad: bool = False, progress_factory=None, warn=None) -> dict:
+            workers: int = 0, skip_bad: bool = False, replace: bool = False, progress_factory=None,
+            warn=None) -> dict:
     """Prepare recordings (files or folders) into the dataset directory ``out``; returns the manifest.
 
     ``workers`` processes prepare clips in parallel (0: one per CPU core, at most one per clip).
-    ``progress_factory(total_frames)`` returns a callable advanced by frames done. Bad inputs raise
-    :class:`MediaError` before anything is written (``skip_bad``: reported through ``warn``, left
-    out and listed in the manifest). A new ``out`` that fails part-way is removed; an interrupted
-    run keeps its finished clips and resumes from them.
+    ``progress_factory(total_frames)`` returns a callable advanced by frames done. An unusable
+    ``out`` and bad inputs raise before anything is written (``skip_bad``: bad inputs are reported
+    through ``warn``, left out and listed in the manifest). If ``out`` already holds clips, the
+    inputs' clips are added to them and the dataset-wide parts refitted over all; ``replace``
+    instead removes (and reports through ``warn``) those that are not the inputs'. A run that fails
+    removes what it added (all of a new ``out``); an interrupted one keeps its finished clips and
+    resumes from them.
     """
     out = Path(out)
     warn = warn or (lambda message: None)
+    created = check_output_dir(out)
     sources: list[ClipSource] = []
     skipped: list[dict] = []
 
@@ -283,33 +297,43 @@ def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig
         warn(f"skipped {err}")
         skipped.append({"source": err.path, "error": err.problem})
 
-    paths = collect_inputs(inputs)
+    paths = collect_inputs(inputs, exclude=out)
     for path, clip_id in zip(paths, clip_ids(paths)):
         try:
-            info = check_source(path, config)
+            info, frames = check_source(path, config)
         except MediaError as err:
             skip_or_raise(err)
             continue
-        sources.append(ClipSource(clip_id, path, info, media.count_output_frames(info, config.fps)))
+        sources.append(ClipSource(clip_id, path, info, frames))
     if not sources:
         raise NewsanchorError(f"{out}: none of the {len(paths)} inputs can be prepared")
 
-    created = check_output_dir(out)
+    earlier = {} if created else earlier_clips(out, config)
+    planned = claim_clip_ids(sources, earlier)
+    sources = [source for source, _ in planned]
+    others = check_earlier_clips(out, earlier, {s.id for s in sources}, replace)
+    if not replace and not created:
+        skipped[:0] = earlier_skips(out, paths)
+
     clips_dir = out / CLIPS_DIR
+    added = {s.id for s in sources} - set(earlier)  # removed again if this run fails
+    clips_dir_existed = clips_dir.is_dir()
+    first_created = out  # with the folders made above it, removed again if this run fails
+    while created and not first_created.parent.exists():
+        first_created = first_created.parent
     try:
-        clips_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            clips_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise NewsanchorError(f"{out}: cannot create the dataset folder ({err.strerror})") from None
         for stale in clips_dir.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        keep = {s.id for s in sources}
-        for old in clips_dir.iterdir():
-            if old.is_dir() and old.name not in keep:
-                shutil.rmtree(old)  # a clip of an earlier run whose source is no longer an input
         advance = progress_factory(sum(s.frames for s in sources)) if progress_factory else (lambda _: None)
 
-        summaries: dict[str, dict] = {}
+        # earlier clips stand unless replaced: by their input's new clip, or all of them with ``replace``
+        summaries: dict[str, dict] = {c.id: c.summary for c in earlier.values() if c.problem is None and not replace}
         todo: list[tuple[ClipSource, str]] = []
-        for source in sources:
-            sha = sha256_file(source.path)
+        for source, sha in planned:
             done = finished_clip(clips_dir / source.id, sha, config)
             if done is not None:
                 summaries[source.id] = done
@@ -326,14 +350,35 @@ def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig
                     skip_or_raise(err)
         else:
             summaries.update(_run_pool(todo, clips_dir, config, workers, advance, skip_or_raise))
-        ordered = [summaries[s.id] for s in sources if s.id in summaries]
+        earlier_first = [] if replace else list(earlier)  # training splits drawn in this order stay put
+        ordered = [summaries[clip_id] for clip_id in dict.fromkeys(earlier_first + [s.id for s in sources])
+                   if clip_id in summaries]
         if not ordered:
             raise NewsanchorError(f"{out}: no input had a usable face")
-        return write_dataset_summary(out, config, ordered, skipped)
+        check_enough_faces(out, ordered, config)
+        manifest = write_dataset_summary(out, config, ordered, skipped)
+        if replace:
+            listed = {c["id"] for c in ordered}
+            for clip in earlier.values():
+                if clip.id not in listed:
+                    source = (clip.summary or {}).get("source", "source unknown")
+                    warn(f"removing {clips_dir / clip.id} ({source}): not among the inputs prepared (--replace)")
+                    shutil.rmtree(clips_dir / clip.id, ignore_errors=True)
+        elif others:
+            warn(f"{out}: kept {len(others)} earlier clip(s) not among the inputs ({names_of(others)}); "
+                 "--replace would remove them")
+        return manifest
     except KeyboardInterrupt:
         raise
     except BaseException:
         if created:
-            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(first_created, ignore_errors=True)
+        else:
+            for clip_id in added:
+                shutil.rmtree(clips_dir / clip_id, ignore_errors=True)
+            for stale in clips_dir.glob(".tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            if not clips_dir_existed:
+                shutil.rmtree(clips_dir, ignore_errors=True)
         raise
 

@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from ..errors import MediaError
+from ..files import remove_stale_temporaries, temporary_sibling
 from .decode import _as_rate
 from .streams import MP4_TAGS, _AvError, _reason
 
@@ -48,7 +49,8 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, 
     can seek. ``metadata`` becomes container tags: keys in MP4_TAGS are standard atoms; any other
     key switches to QuickTime "mdta" tags so it survives too; 'encoder' is refused (overwritten by
     the muxer). The file appears atomically: written to a hidden sibling, then renamed; on any
-    exception (KeyboardInterrupt too) nothing is left behind.
+    exception (KeyboardInterrupt too) nothing is left behind, and the hidden siblings a killed
+    earlier writer of the same path left are removed first.
     """
     path, rate = os.fspath(path), _as_rate(fps)
     tags = {str(k): str(v) for k, v in (metadata or {}).items()}
@@ -56,8 +58,8 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, 
         raise ValueError("metadata key 'encoder' is overwritten by the mp4 muxer; use 'comment' or another key")
     if audio is not None and np.ndim(audio) != 1:
         raise ValueError(f"audio must be [S] mono, got shape {np.shape(audio)}")
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".{name}.tmp-{os.getpid()}.mp4")
+    remove_stale_temporaries(path)
+    temporary = os.fspath(temporary_sibling(path))
     container = None
     try:
         source = iter(frames)
