@@ -48,6 +48,23 @@ def test_a_video_as_long_as_its_speech_with_label_and_tag(anchor, speech_wav, tm
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_precision_is_the_callers_and_is_written_into_the_video(anchor, speech_wav, tmp_path, precision):
+    """Precision is chosen by the caller (or by the hardware for auto), never by a timing: two
+    pipelines give the same frames, and the video says which arithmetic made it."""
+    frames = []
+    for run in range(2):
+        pipeline = AnchorPipeline(load_bundle(anchor), settings=SynthesisSettings(precision=precision), device="cpu")
+        assert pipeline.runner.path == precision
+        frames.append(np.stack(list(pipeline.frames(pipeline.mouth_trajectory(speech_wav[:16000])))))
+    np.testing.assert_array_equal(frames[0], frames[1])
+    pipeline.synthesize(speech_wav[:8000], tmp_path / "a.mp4")
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        assert container.metadata["newsanchor_precision"] == precision
+    with pytest.raises(ValueError, match="fp16"):
+        SynthesisSettings(precision="fp16")
+
+
 def test_frames_stream_and_only_the_face_and_label_change(anchor, speech_wav):
     bundle = load_bundle(anchor)
     pipeline = AnchorPipeline(bundle, settings=SynthesisSettings(batch_size=4), device="cpu")
@@ -93,6 +110,7 @@ def test_synthesize_command_reads_text_and_writes_captions(anchor, tmp_path):
     (["--audio", "missing.wav"], "missing.wav"),
     (["--text", "Hi.", "--captions", "c.txt"], "c.txt"),
     (["--text", "   "], "empty"),
+    (["--text", "Hi.", "--precision", "fp16"], "--precision 'fp16'"),
 ])
 def test_synthesize_command_refuses_bad_input_in_one_line(anchor, tmp_path, args, message):
     result = CliRunner().invoke(app, ["synthesize", "--anchor", str(anchor), "--out", str(tmp_path / "a.mp4"), *args])

@@ -19,6 +19,17 @@ from .files import check_output_path, remove_stale_temporaries
 from .progress import done_of_total
 from .speech.text import MAX_SCRIPT_CHARS
 
+PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
+                  "Written into the mp4's metadata; the same inputs and precision give the same frames.")
+
+
+def _checked_precision(precision: str) -> str:
+    from .render.runtime import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise NewsanchorError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
+
 
 @app.command("bundle")
 def bundle_command(
@@ -65,6 +76,7 @@ def synthesize_command(
     no_disclosure_label: Annotated[bool, typer.Option("--no-disclosure-label", help="Leave out the visible AI-generated label (the metadata tag stays). Only for material that is labelled by other means.")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
     compile_renderer: Annotated[bool, typer.Option("--compile", help="Compile the renderer first: ~40 s once, then ~1.4× faster frames on CPUs (worth it beyond ~2 minutes of video).")] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     max_chars: Annotated[int, typer.Option(help="Longest script accepted, in characters (the default is about 20 minutes of speech).")] = MAX_SCRIPT_CHARS,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line describing the video.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -78,6 +90,7 @@ def synthesize_command(
     with _user_errors():
         if sum(x is not None for x in (text, text_file, audio)) != 1:
             raise NewsanchorError("give exactly one of --text, --text-file or --audio")
+        _checked_precision(precision)
         if captions is not None and audio is not None:
             raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
         if burn_captions and audio is not None:
@@ -137,7 +150,7 @@ def synthesize_command(
         settings = SynthesisSettings(close_mouth=not no_mouth_closure, label=label, background=studio, key_colour=key,
                                      lower_third=(title, subtitle) if title else None,
                                      captions=tuple(speech.cues()) if burn_captions else None,
-                                     compile_renderer=compile_renderer)
+                                     compile_renderer=compile_renderer, precision=precision)
         pipeline = AnchorPipeline(bundle, settings=settings, device=device)
         try:
             pipeline.finish(next(iter(bundle.template_frames())))  # e.g. text it cannot draw: fail before work
@@ -224,6 +237,7 @@ def serve_command(
     token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
     compile_renderer: Annotated[bool, typer.Option("--compile", help="Workers compile each anchor's renderer on first use: ~40 s once, then ~1.4× faster frames on CPUs.")] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     allowed_host: Annotated[Optional[list[str]], typer.Option(help="A name clients reach the service by (e.g. behind a reverse proxy), beside localhost and --host; repeatable. Requests naming another host are refused.")] = None,
     trusted_proxy: Annotated[Optional[list[str]], typer.Option(help="IP address or network of a reverse proxy whose X-Forwarded-For names the client; repeatable (default: the header is ignored).")] = None,
 ) -> None:
@@ -232,5 +246,5 @@ def serve_command(
 
     with _user_errors():
         run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device,
-                    compile_renderer=compile_renderer, allowed_hosts=tuple(allowed_host or ()),
+                    compile_renderer=compile_renderer, precision=_checked_precision(precision), allowed_hosts=tuple(allowed_host or ()),
                     trusted_proxies=tuple(trusted_proxy or ()))

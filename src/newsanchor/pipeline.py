@@ -33,7 +33,7 @@ from .facemap.jaw import correct_jaw
 from .features.audio import MfccStats
 from .render.inputs import appearance_reference, input_uses_edges, lower_face_input, region_alpha, renderer_input
 from .render.pix2pixhd import is_lower_face
-from .render.runtime import choose_runner
+from .render.runtime import PRECISIONS, choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
 
@@ -58,6 +58,9 @@ class SynthesisSettings:
     compile_renderer: compile the renderer first (see ``RendererRunner``): ~40 s once, then
         faster frames; worth it for long videos and long-lived workers.
     crf: H.264 quality (lower is better and larger).
+    precision: the renderer's arithmetic, auto (bf16 where the hardware runs it natively, else
+        fp32), fp32 or bf16; written into the mp4's metadata. The same inputs and precision give
+        the same frames.
     """
 
     close_mouth: bool = True
@@ -69,6 +72,11 @@ class SynthesisSettings:
     captions: tuple[Cue, ...] | None = None
     compile_renderer: bool = False
     crf: int = 18
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 class _TemplateFrames:
@@ -113,9 +121,8 @@ class AnchorPipeline:
         self.use_edges = input_uses_edges(extra)
         self.lower_face = is_lower_face(self.renderer_config)
         self.region = self.renderer_config.region_box(bundle.size) if self.lower_face else None
-        self.runner, self.path_timings = choose_runner(
-            renderer, bundle.size, device=self.device, batch=settings.batch_size, compiled=settings.compile_renderer,
-            shape=self.renderer_config.region_shape(bundle.size) if self.lower_face else None)
+        self.runner = choose_runner(renderer, device=self.device, batch=settings.batch_size,
+                                    precision=settings.precision, compiled=settings.compile_renderer)
         self.stats = MfccStats.from_dict(bundle.manifest["mfcc_stats"])
         closed = bundle.manifest["mouth"].get("closed_mouth")
         self.closed_mouth = np.asarray(closed, np.float32) if (closed is not None and settings.close_mouth) else None
@@ -259,7 +266,8 @@ class AnchorPipeline:
                     on_frames(done, total)
 
         metadata = {**self.settings.label.metadata(), "newsanchor_ai_generated": "true",
-                     "newsanchor_version": __version__, "newsanchor_presenter": self.bundle.presenter.name}
+                     "newsanchor_version": __version__, "newsanchor_presenter": self.bundle.presenter.name,
+                     "newsanchor_precision": self.runner.path}
         written = media.write_video(out, counted(), self.bundle.fps, audio=wav16k, crf=self.settings.crf,
                                     metadata=metadata)
         seconds = time.perf_counter() - started

@@ -35,13 +35,16 @@ def bf16_is_fast(device: torch.device | str) -> bool:
     return False
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``"auto"`` → ``"bf16"`` where :func:`bf16_is_fast`, else ``"fp32"``; others pass through.
 
     Raises:
         ValueError: not one of auto, fp32, bf16.
     """
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if precision == "auto":
         return "bf16" if bf16_is_fast(device) else "fp32"
@@ -167,34 +170,16 @@ def seconds_per_batch(runner: RendererRunner, inputs: np.ndarray, repeat: int = 
     return float(np.median(times))
 
 
-def choose_runner(model: torch.nn.Module, size: int, *, device: torch.device | str = "cpu", batch: int = 4,
-                  onnx_file: str | Path | None = None, compiled: bool = False,
-                  timing_batch: int = 2, shape: tuple[int, int] | None = None) -> tuple[RendererRunner, dict[str, float]]:
-    """The fastest inference path for this model on this machine, by measurement.
+def choose_runner(model: torch.nn.Module, *, device: torch.device | str = "cpu", batch: int = 4,
+                  precision: str = "auto", compiled: bool = False) -> RendererRunner:
+    """The renderer's inference path for ``precision`` (auto, fp32 or bf16; see
+    :func:`resolve_precision`): ``auto`` is bf16 where the hardware runs it natively, fp32
+    elsewhere. Decided by the machine, never by a timing, so the same inputs and precision give
+    the same frames however busy the machine is. With ``compiled`` the path is compiled for
+    batches of ``batch``.
 
-    On CUDA: bf16 where supported (no timing needed). On the CPU: fp32 and bf16 are timed on a
-    zero batch ``[timing_batch, C, size, size]`` (two warm runs each; a small batch ranks the paths
-    as a full one does, and for light-256 takes ~2 s instead of ~9 s at batch 8), and ONNX Runtime
-    too when an exported ``onnx_file`` is given. With ``compiled``, the chosen PyTorch path is
-    returned compiled for batches of ``batch`` (the timings are of the eager paths). ``shape``:
-    the input's ``(h, w)`` where it is not ``size × size`` (the lower-face renderer's region).
-    Returns ``(runner, {path: seconds per timing batch})``.
+    Raises:
+        ValueError: an unknown precision.
     """
-    device = torch.device(device)
-    if device.type == "cuda":
-        path = "bf16" if bf16_is_fast(device) else "fp32"
-        return RendererRunner(model, path, device=device, compile_batch=batch if compiled else None), {}
-    h, w = shape or (size, size)
-    inputs = np.zeros((min(batch, timing_batch), model.config.input_channels, h, w), np.float32)
-    timings: dict[str, float] = {}
-    best: RendererRunner | None = None
-    for path in PATHS:
-        if path == "onnx" and onnx_file is None:
-            continue
-        runner = RendererRunner(model, path, device=device, onnx_file=onnx_file)
-        timings[path] = seconds_per_batch(runner, inputs, repeat=2)
-        if best is None or timings[path] < timings[best.path]:
-            best = runner
-    if compiled and best.path != "onnx":
-        best = RendererRunner(model, best.path, device=device, compile_batch=batch)
-    return best, timings
+    path = resolve_precision(precision, device)
+    return RendererRunner(model, path, device=device, compile_batch=batch if compiled else None)

@@ -39,9 +39,10 @@ STOP_GRACE_S = 10.0
 class WorkerPool:
     """N worker processes; restarts any that exit while the pool runs."""
 
-    def __init__(self, settings: ServeSettings, count: int, device: str | None = None, *, compile_renderer: bool = False):
+    def __init__(self, settings: ServeSettings, count: int, device: str | None = None, *, compile_renderer: bool = False,
+                 precision: str = "auto"):
         self.settings, self.count, self.device = settings, count, device
-        self.compile_renderer = compile_renderer
+        self.compile_renderer, self.precision = compile_renderer, precision
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._halt = threading.Event()
@@ -54,7 +55,7 @@ class WorkerPool:
         process = self._context.Process(
             target=worker_process_main, name=f"newsanchor-worker-{index}",
             args=(self.settings.db_spec, str(self.settings.anchors_dir), str(self.settings.outputs_dir),
-                  f"w{index}", self._stop, self.device, self.compile_renderer))
+                  f"w{index}", self._stop, self.device, self.compile_renderer, self.precision))
         process.start()
         self._processes[index] = process
         log.info("worker w%d started (pid %d)", index, process.pid)
@@ -161,7 +162,7 @@ class _MadeByThisStart:
 
 def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
                 db: str | None = None, token: str | None = None, device: str | None = None,
-                compile_renderer: bool = False, allowed_hosts: tuple[str, ...] = (),
+                compile_renderer: bool = False, precision: str = "auto", allowed_hosts: tuple[str, ...] = (),
                 trusted_proxies: tuple[str, ...] = ()) -> None:
     """Serve the newsroom until interrupted.
 
@@ -206,7 +207,7 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
                                   f"see the log lines above for why any were skipped)")
         if not is_loopback(host):
             log.info("listening beyond this machine: every API call needs Authorization: Bearer TOKEN")
-        pool = WorkerPool(settings, workers, device, compile_renderer=compile_renderer)
+        pool = WorkerPool(settings, workers, device, compile_renderer=compile_renderer, precision=precision)
         pool.start()
         server = uvicorn.Server(uvicorn_config(app, host, port, trusted_proxies))
         bound = listener.getsockname()

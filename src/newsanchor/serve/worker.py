@@ -44,10 +44,12 @@ class Worker:
     """Processes jobs from ``store`` for the anchors under ``anchors_dir``; one job at a time."""
 
     def __init__(self, store: JobStore, anchors_dir: Path, outputs_dir: Path, *, name: str | None = None,
-                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S, compile_renderer: bool = False):
+                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S, compile_renderer: bool = False,
+                 precision: str = "auto"):
         self.store, self.anchors_dir, self.outputs = store, Path(anchors_dir), Path(outputs_dir)
         self.identity = WorkerIdentity.here(name or secrets.token_hex(4))
         self.device, self.heartbeat_s, self.compile_renderer = device, heartbeat_s, compile_renderer
+        self.precision = precision
         self._pipelines: dict = {}
         self._engine = None
         self.processed: deque[str] = deque(maxlen=10_000)  # ids of the latest jobs it finished, oldest first
@@ -211,13 +213,14 @@ class Worker:
             if not NAME_PATTERN.match(anchor):  # the app checks too; a worker never trusts a path from a row
                 raise NewsanchorError(f"anchor {anchor!r}: not a valid anchor name")
             bundle = load_bundle(self.anchors_dir / anchor)
-            base = SynthesisSettings(background=bundle.background(), compile_renderer=self.compile_renderer)
+            base = SynthesisSettings(background=bundle.background(), compile_renderer=self.compile_renderer,
+                                     precision=self.precision)
             self._pipelines[anchor] = (AnchorPipeline(bundle, settings=base, device=self.device), base)
         return self._pipelines[anchor]
 
 
 def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, stop, device: str | None = None,
-                        compile_renderer: bool = False) -> None:
+                        compile_renderer: bool = False, precision: str = "auto") -> None:
     """Entry point of a worker process started by ``newsanchor serve`` (multiprocessing spawn).
 
     Ctrl-C goes to the whole process group; the worker ignores it and stops when the server sets
@@ -234,7 +237,7 @@ def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, 
     store = open_store(db)
     try:
         Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device,
-               compile_renderer=compile_renderer).run(_StopOrOrphaned(stop))
+               compile_renderer=compile_renderer, precision=precision).run(_StopOrOrphaned(stop))
     finally:
         store.close()
 
