@@ -354,6 +354,46 @@ def test_property_letters_of_another_script_are_always_refused_with_their_place(
         check_script(latin + chinese + ".", ("LATIN",))
 
 
+# ---------------------------------------------------------------- traversal and token variants
+
+TRAVERSALS = ["../anchors/.newsanchor-jobs.sqlite", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+              "....//....//etc/passwd", "..\\..\\etc\\passwd", "%252e%252e%252fetc", "/etc/passwd", "%00", "a" * 5000]
+
+
+@pytest.mark.parametrize("segment", TRAVERSALS)
+def test_traversal_in_every_route_finds_nothing(bare, segment):
+    app, client = bare
+    job_id = queued_job(app)
+    routes = [f"/api/jobs/{segment}", f"/api/jobs/{segment}/video", f"/api/jobs/{segment}/captions",
+              f"/api/jobs/{job_id}/{segment}", f"/api/anchors/{segment}/thumbnail", f"/static/{segment}",
+              f"/docs/assets/{segment}"]
+    for route in routes:
+        answer = client.get(route)
+        assert answer.status_code in (404, 405), (route, answer.status_code)
+        assert b"root:" not in answer.content and b"SQLite format" not in answer.content
+    for route in (f"/api/jobs/{segment}/cancel",):
+        assert client.post(route).status_code in (404, 405)
+    assert client.delete(f"/api/jobs/{segment}").status_code in (404, 405)
+    assert app.state.store.get(job_id).status == "queued"
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer ", f"bearer{TOKEN}", f"Basic {TOKEN}",
+                                           f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Bearer {TOKEN.upper()}",
+                                           f"Token {TOKEN}", f"Bearer {TOKEN} {TOKEN}", "Bearer \u00e9" + TOKEN])
+def test_only_the_exact_token_opens_a_closed_route(tmp_path, authorization):
+    folder = tmp_path / "anchors"
+    folder.mkdir()
+    app = create_app(ServeSettings(folder, host="0.0.0.0", token=TOKEN, db=str(tmp_path / "jobs.sqlite")))
+    client = TestClient(app, base_url=LOCAL_URL)
+    headers = {} if authorization is None else {"Authorization": authorization.encode("utf-8")}
+    for path in ("/api/jobs", "/api/anchors", "/openapi.json", "/docs"):
+        one_line_error(client.get(path, headers=headers), 401, "token")
+    one_line_error(client.post("/api/jobs", json={"anchor": "a", "text": "Hi."}, headers=headers), 401, "token")
+    assert client.get("/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/api/jobs", headers={"Authorization": f"bearer  {TOKEN} "}).status_code == 200
+    app.state.store.close()
+
+
 # ---------------------------------------------------------------- the token file and orphaned uploads
 
 def test_the_token_file_is_never_written_or_read_through_a_symbolic_link(tmp_path):
