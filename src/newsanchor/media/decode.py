@@ -129,47 +129,70 @@ def read_video_frames_at(path, indices: Sequence[int]) -> list[np.ndarray]:
     found: dict[int, np.ndarray] = {}
     container = _open(path)
     try:
-        stream = _video_stream(container)
-        rate, tb, origin = _frame_rate(stream) or Fraction(25), Fraction(stream.time_base), stream.start_time or 0
-        n_frames = count_output_frames(info, rate)
-        if wanted[0] < 0 or wanted[-1] >= n_frames:
-            raise IndexError(f"{path}: frame index out of range 0..{n_frames - 1}")
-
-        def index_of(frame) -> int:
-            return math.floor((frame.pts - origin) * tb * rate + Fraction(1, 1000))
-
-        def decode_from(target: int) -> Iterator[av.VideoFrame]:
-            container.seek(origin + math.floor(target / rate / tb), stream=stream, backward=True)
-            frames = (f for f in container.decode(stream) if f.pts is not None)
-            first = next(frames, None)
-            if first is not None and index_of(first) > target:  # landed past it: start from the top
-                container.seek(origin, stream=stream, backward=True)
-                frames = (f for f in container.decode(stream) if f.pts is not None)
-                first = next(frames, None)
-            return chain([first] if first is not None else [], frames)
-
-        i = 0
-        while i < len(wanted):
-            sought = wanted[i]
-            frames = decode_from(sought)
-            current = next(frames, None)
-            for upcoming in chain(frames, [None]):
-                if current is None or (upcoming is None and wanted[-1] > index_of(current) + 1):
-                    raise MediaError(path, f"truncated (video ends before frame {wanted[-1]} of {n_frames})")
-                while i < len(wanted) and (upcoming is None or index_of(upcoming) > wanted[i]):
-                    found[wanted[i]] = current.to_ndarray(format="rgb24")
-                    i += 1
-                if i == len(wanted) or upcoming is None:
-                    break
-                if wanted[i] != sought and wanted[i] - index_of(upcoming) > _RESEEK_GAP:
-                    break  # seek again (never twice for the same target: a one-GOP file would loop)
-                current = upcoming
+        decoder = _IndexedDecoder(container, _video_stream(container), path, info)
+        decoder.check_range(wanted)
+        next_wanted = 0
+        while next_wanted < len(wanted):
+            next_wanted = decoder.read_run(wanted, next_wanted, found)
     except (_AvError, OSError) as err:
         raise MediaError(path, f"corrupt video data ({_reason(err)})") from err
     finally:
         container.close()
     given: set[int] = set()  # an index asked twice gets its own copy
     return [found[i].copy() if i in given else (given.add(i) or found[i]) for i in map(int, indices)]
+
+
+class _IndexedDecoder:
+    """One open video stream read by frame index: a seek to the keyframe at or before a frame,
+    then decoding forward. Frame i is the one on screen at i / average_fps."""
+
+    def __init__(self, container, stream, path: str, info: MediaInfo):
+        self.container, self.stream, self.path = container, stream, path
+        self.rate = _frame_rate(stream) or Fraction(25)
+        self.time_base, self.origin = Fraction(stream.time_base), stream.start_time or 0
+        self.n_frames = count_output_frames(info, self.rate)
+
+    def check_range(self, wanted: Sequence[int]) -> None:
+        """IndexError unless every (sorted) wanted index is a frame of the video."""
+        if wanted[0] < 0 or wanted[-1] >= self.n_frames:
+            raise IndexError(f"{self.path}: frame index out of range 0..{self.n_frames - 1}")
+
+    def index_of(self, frame: av.VideoFrame) -> int:
+        return math.floor((frame.pts - self.origin) * self.time_base * self.rate + Fraction(1, 1000))
+
+    def frames_from(self, target: int) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the keyframe at or before ``target`` on (from the start when the
+        seek lands past it)."""
+        container, stream = self.container, self.stream
+        container.seek(self.origin + math.floor(target / self.rate / self.time_base), stream=stream, backward=True)
+        frames = (f for f in container.decode(stream) if f.pts is not None)
+        first = next(frames, None)
+        if first is not None and self.index_of(first) > target:
+            container.seek(self.origin, stream=stream, backward=True)
+            frames = (f for f in container.decode(stream) if f.pts is not None)
+            first = next(frames, None)
+        return chain([first] if first is not None else [], frames)
+
+    def read_run(self, wanted: Sequence[int], start: int, found: dict[int, np.ndarray]) -> int:
+        """Seek to ``wanted[start]`` and decode forward, putting every wanted frame met into
+        ``found``, until all are read or the next is more than ``_RESEEK_GAP`` frames ahead
+        (seeking beats decoding through). Returns the position in ``wanted`` still to read.
+        A frame is the one on screen until the next frame's index (duplicates fill gaps)."""
+        sought, i = wanted[start], start
+        frames = self.frames_from(sought)
+        current = next(frames, None)
+        for upcoming in chain(frames, [None]):
+            if current is None or (upcoming is None and wanted[-1] > self.index_of(current) + 1):
+                raise MediaError(self.path, f"truncated (video ends before frame {wanted[-1]} of {self.n_frames})")
+            while i < len(wanted) and (upcoming is None or self.index_of(upcoming) > wanted[i]):
+                found[wanted[i]] = current.to_ndarray(format="rgb24")
+                i += 1
+            if i == len(wanted) or upcoming is None:
+                break
+            if wanted[i] != sought and wanted[i] - self.index_of(upcoming) > _RESEEK_GAP:
+                break  # seek again (never twice for the same target: a one-GOP file would loop)
+            current = upcoming
+        return i
 
 
 # ---------------------------------------------------------------- audio
