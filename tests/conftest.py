@@ -81,6 +81,66 @@ def grid_anchor_bundle(grid10, tiny_models, tmp_path_factory) -> Path:
                         template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
 
 
+ACTOR_SENTENCES = 8  # ~25 s of speech: enough frames for the mouth PCA, a template and a split
+
+
+@pytest.fixture(scope="session")
+def actor_anchor_bundle() -> Path:
+    """A tiny anchor of the demo's synthetic actor (untrained tiny models, 64² crops), built from
+    nothing but the installed packages, so the service, bundle and pipeline tests run without
+    ../shared. Cached across test runs under the user's cache directory (``$XDG_CACHE_HOME``),
+    keyed by newsanchor's version and this recipe: ~1 min the first time, nothing after. Copy it
+    into an anchors folder rather than using it in place."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    from newsanchor import __version__
+    from newsanchor.audio2mouth.checkpoint import save_mouth_model
+    from newsanchor.audio2mouth.registry import build_model
+    from newsanchor.bundle import Presenter, build_bundle
+    from newsanchor.config import PrepareConfig
+    from newsanchor.demo.build import TRAINING_SENTENCES, DemoHooks, DemoPlan, cache_root, record_training_clips
+    from newsanchor.prepare import prepare
+    from newsanchor.render.lower_face import LowerFaceConfig, LowerFaceGenerator
+    from newsanchor.render.pix2pixhd import save_renderer
+    from newsanchor.template import template_in_dataset
+    from newsanchor.train.lower_face import LowerFaceTrainConfig, prepare_frames
+    from newsanchor.dataset import PreparedDataset
+
+    recipe = f"{__version__} actor {ACTOR_SENTENCES} 64 lower-face ngf4 v1"
+    bundle = cache_root() / f"test-anchor-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}" / "actor"
+    if (bundle / "anchor.json").is_file():
+        return bundle
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".building-", dir=bundle.parent))
+    try:
+        plan = DemoPlan(sentences=TRAINING_SENTENCES[:ACTOR_SENTENCES], clips=1, crop_size=64)
+        clips = record_training_clips(work / "recordings", plan, DemoHooks())
+        prepare([clips], work / "dataset", PrepareConfig(size=64), workers=1)
+        dataset = PreparedDataset(work / "dataset")
+        model, config = build_model("tcn", filters=16, dilations=(1, 2))
+        save_mouth_model(work / "mouth", "tcn", model, config, {"closed_mouth": [0.0] * dataset.mouth_pca.n_components})
+        renderer_config = LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1, max_channels=16, reference_warp="mouth")
+        renderer = work / "renderer"
+        renderer.mkdir()
+        prepare_frames(dataset, renderer, LowerFaceTrainConfig(batch_size=2), renderer_config)  # references.npz
+        shutil.rmtree(renderer / "cache")
+        save_renderer(renderer, LowerFaceGenerator(renderer_config), renderer_config,
+                      {"input": {"edges": True}, "crop_size": 64, "references_file": "references.npz"})
+        build_bundle(work / "dataset", work / "mouth", renderer, work / "actor",
+                     presenter=Presenter("Synthetic test actor", "synthetic; no real person"),
+                     template=template_in_dataset(work / "dataset", None, 25))
+        try:
+            os.replace(work / "actor", bundle)
+        except OSError:  # another test run built it meanwhile: theirs is as good
+            if not (bundle / "anchor.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return bundle
+
+
 @pytest.fixture
 def newsroom_dir(grid_anchor_bundle, tmp_path) -> Path:
     """A fresh anchors folder holding the grid-s1 bundle; the service keeps its database and

@@ -1,5 +1,5 @@
 """The newsroom service (serve/): the REST API against the real app, a real worker and a tiny
-bundle of real clips; the SQLite job store's claims and crash recovery; security. The store
+anchor of the synthetic actor; the SQLite job store's claims and crash recovery; security. The store
 contract itself, for SQLite and PostgreSQL alike, is in test_serve_postgres.py."""
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ with warnings.catch_warnings():  # this Starlette wants httpx2 for its test clie
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+# the anchor is the synthetic actor's tiny bundle (conftest): no ../shared needed, seconds per job
+pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
 TOKEN = "a-test-token-long-enough"
 # a loopback service answers only to its own names (TestClient's default is "testserver")
 LOCAL_URL = "http://localhost"
 
 
 @pytest.fixture(scope="module")
-def anchors_dir(grid_anchor_bundle, tmp_path_factory):
+def anchors_dir(actor_anchor_bundle, tmp_path_factory):
     root = tmp_path_factory.mktemp("newsroom")
-    shutil.copytree(grid_anchor_bundle, root / "grid-s1")
+    shutil.copytree(actor_anchor_bundle, root / "actor")
     (root / "broken").mkdir()  # refused, with a reason in the log
     (root / "broken" / "anchor.json").write_text("{}")
     return root
@@ -85,7 +86,7 @@ def running_worker(the_worker):
 
 
 def post_text(client, text="Good evening.", **extra):
-    return client.post("/api/jobs", json={"anchor": "grid-s1", "text": text, **extra})
+    return client.post("/api/jobs", json={"anchor": "actor", "text": text, **extra})
 
 
 def wait_done(client, job_id, timeout=90.0):
@@ -97,8 +98,16 @@ def wait_done(client, job_id, timeout=90.0):
     return seen[-1], seen
 
 
-def speech_wav_bytes(grid10, seconds=1.0) -> bytes:
-    samples = grid10.arrays(grid10.clips[1]["id"])["audio"][:int(16000 * seconds)].astype(np.int16)
+@pytest.fixture(scope="module")
+def speech():
+    """Real speech, [S] float32 at 16 kHz: the default voice reading a sentence (~4 s)."""
+    from newsanchor.speech import synthesize_speech
+
+    return synthesize_speech("Good evening. The council met today to discuss the budget for next year.").waveform
+
+
+def speech_wav_bytes(speech, seconds=1.0) -> bytes:
+    samples = (np.clip(speech[:int(16000 * seconds)], -1, 1) * 32767).astype(np.int16)
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
@@ -135,13 +144,13 @@ def dead_pid() -> int:
 
 def test_anchors_are_listed_with_thumbnails_and_bad_bundles_skipped(service, anchors_dir, caplog):
     anchors = service.client.get("/api/anchors").json()
-    assert anchors == [{"name": "grid-s1", "presenter": {"name": "GRID s1", "consent": "research licence"},
-                        "thumbnail": "/api/anchors/grid-s1/thumbnail"}]
+    assert anchors == [{"name": "actor", "presenter": {"name": "Synthetic test actor", "consent": "synthetic; no real person"},
+                        "thumbnail": "/api/anchors/actor/thumbnail"}]
     png = service.client.get(anchors[0]["thumbnail"])
     assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert service.client.get("/api/anchors/broken/thumbnail").status_code == 404
     with caplog.at_level("WARNING", logger="newsanchor.serve"):
-        assert list(discover_anchors(anchors_dir)) == ["grid-s1"]
+        assert list(discover_anchors(anchors_dir)) == ["actor"]
     assert any("broken: skipped" in r.getMessage() and "\n" not in r.getMessage() for r in caplog.records)
 
 
@@ -180,7 +189,7 @@ def test_a_script_becomes_an_mp4_with_sound_and_captions(service, running_worker
     created = post_text(service.client, title="Evening news", subtitle="Live")
     assert created.status_code == 201 and created.headers["location"] == f"/api/jobs/{created.json()['id']}"
     job, seen = wait_done(service.client, job_id := created.json()["id"])
-    assert job["status"] == "done" and job["progress"] == 1.0 and job["anchor"] == "grid-s1"
+    assert job["status"] == "done" and job["progress"] == 1.0 and job["anchor"] == "actor"
     assert job["eta_s"] is None and job["error"] is None
     assert [s["progress"] for s in seen] == sorted(s["progress"] for s in seen)  # never goes backwards
     video = service.client.get(job["video"])
@@ -195,18 +204,18 @@ def test_a_script_becomes_an_mp4_with_sound_and_captions(service, running_worker
     assert sorted(p.name for p in folder.iterdir()) == ["captions.vtt", "video.mp4"]  # no temporary left
 
 
-def test_an_uploaded_recording_is_checked_by_content_and_lip_synced(service, the_worker, grid10):
+def test_an_uploaded_recording_is_checked_by_content_and_lip_synced(service, the_worker, speech):
     before = len(service.store.recent(1000))
     for content in (b"\x89PNG\r\n\x1a\n" + bytes(200), b"This is not a recording at all.\n" * 20):
-        answer = service.client.post("/api/jobs", data={"anchor": "grid-s1"},
+        answer = service.client.post("/api/jobs", data={"anchor": "actor"},
                                      files={"audio": ("speech.wav", content, "audio/wav")})
         assert answer.status_code == 415 and answer.json()["error"].startswith("audio: not a usable audio recording")
         assert "/" not in answer.json()["error"].split("(", 1)[1]  # no server path in the message
     assert len(service.store.recent(1000)) == before
     assert not [p for p in service.settings.outputs_dir.iterdir() if p.name.startswith(".upload")]
     # a real recording under a misleading name and type is accepted: the content decides
-    answer = service.client.post("/api/jobs", data={"anchor": "grid-s1"},
-                                 files={"audio": ("../../etc/passwd.png", speech_wav_bytes(grid10), "image/png")})
+    answer = service.client.post("/api/jobs", data={"anchor": "actor"},
+                                 files={"audio": ("../../etc/passwd.png", speech_wav_bytes(speech), "image/png")})
     assert answer.status_code == 201, answer.text
     job_id = answer.json()["id"]
     assert sorted(p.name for p in (service.settings.outputs_dir / job_id).iterdir()) == ["input"]
@@ -220,21 +229,21 @@ def test_an_uploaded_recording_is_checked_by_content_and_lip_synced(service, the
 
 def test_idempotency_key_returns_the_same_job(service):
     headers = {"Idempotency-Key": "retry-1"}
-    first = service.client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Same story."}, headers=headers)
-    again = service.client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Same story."}, headers=headers)
+    first = service.client.post("/api/jobs", json={"anchor": "actor", "text": "Same story."}, headers=headers)
+    again = service.client.post("/api/jobs", json={"anchor": "actor", "text": "Same story."}, headers=headers)
     assert first.status_code == 201 and again.status_code == 200 and first.json()["id"] == again.json()["id"]
-    other = service.client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Another story."}, headers=headers)
+    other = service.client.post("/api/jobs", json={"anchor": "actor", "text": "Another story."}, headers=headers)
     assert other.status_code == 409 and "Idempotency-Key" in other.json()["error"]
     assert sum(j.idempotency_key == "retry-1" for j in service.store.recent(1000)) == 1
     service.client.post(f"/api/jobs/{first.json()['id']}/cancel")
 
 
 @pytest.mark.parametrize("body, status, message", [
-    ({"anchor": "grid-s1", "text": "x" * 20_001}, 413, "text: 20001 characters"),
-    ({"anchor": "grid-s1", "text": " ... "}, 422, "nothing to speak"),
-    ({"anchor": "grid-s1"}, 422, "text: Field required"),
-    ({"anchor": "grid-s1", "text": "Hi.", "title": "Café"}, 422, "title: only printable ASCII"),
-    ({"anchor": "grid-s1", "text": "Hi.", "subtitle": "Live"}, 422, "subtitle: needs a title"),
+    ({"anchor": "actor", "text": "x" * 20_001}, 413, "text: 20001 characters"),
+    ({"anchor": "actor", "text": " ... "}, 422, "nothing to speak"),
+    ({"anchor": "actor"}, 422, "text: Field required"),
+    ({"anchor": "actor", "text": "Hi.", "title": "Café"}, 422, "title: only printable ASCII"),
+    ({"anchor": "actor", "text": "Hi.", "subtitle": "Live"}, 422, "subtitle: needs a title"),
     ({"anchor": "nobody", "text": "Hi."}, 404, "anchor 'nobody': not found"),
 ])
 def test_bad_submissions_get_one_line_json_errors(service, body, status, message):
@@ -319,9 +328,10 @@ def test_jobs_of_dead_workers_are_requeued_and_rendered_exactly_once(service, th
     service.client.delete(f"/api/jobs/{alive}")
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_submissions_complete_exactly_once(service, running_worker):
     def submit(n):
-        return service.client.post("/api/jobs", json={"anchor": "grid-s1", "text": "News."},
+        return service.client.post("/api/jobs", json={"anchor": "actor", "text": "News."},
                                    headers={"Idempotency-Key": f"burst-{n}"})
 
     with ThreadPoolExecutor(20) as pool:
@@ -341,12 +351,12 @@ def test_twenty_concurrent_submissions_complete_exactly_once(service, running_wo
 def test_beyond_loopback_every_route_but_the_page_needs_the_token(service, anchors_dir, tmp_path):
     app = create_app(ServeSettings(anchors_dir, host="0.0.0.0", token=TOKEN), store=service.store)
     client = TestClient(app, base_url=LOCAL_URL)
-    for path in ("/api/anchors", "/api/jobs", "/api/anchors/grid-s1/thumbnail", "/openapi.json"):
+    for path in ("/api/anchors", "/api/jobs", "/api/anchors/actor/thumbnail", "/openapi.json"):
         denied = client.get(path)
         assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer" and "token" in denied.json()["error"]
         assert client.get(path, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    assert client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Hi."}).status_code == 401
+    assert client.post("/api/jobs", json={"anchor": "actor", "text": "Hi."}).status_code == 401
     assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
     with pytest.raises(ValueError, match="needs a token"):
         create_app(ServeSettings(anchors_dir, host="0.0.0.0"), store=service.store)
@@ -363,7 +373,7 @@ def test_beyond_loopback_every_route_but_the_page_needs_the_token(service, ancho
 def test_submissions_are_rate_limited(anchors_dir, tmp_path):
     app = create_app(ServeSettings(anchors_dir, db=str(tmp_path / "jobs.sqlite"), submissions_per_minute=3))
     client = TestClient(app, base_url=LOCAL_URL)
-    answers = [client.post("/api/jobs", json={"anchor": "grid-s1", "text": "Hi."}) for _ in range(4)]
+    answers = [client.post("/api/jobs", json={"anchor": "actor", "text": "Hi."}) for _ in range(4)]
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
     assert "at most 3 a minute" in (limited := answers[-1]).json()["error"]
     assert 1 <= int(limited.headers["retry-after"]) <= 60
@@ -371,14 +381,14 @@ def test_submissions_are_rate_limited(anchors_dir, tmp_path):
     app.state.store.close()
 
 
-def test_uploads_over_the_limit_are_refused_by_length_and_while_streaming(anchors_dir, tmp_path, grid10):
+def test_uploads_over_the_limit_are_refused_by_length_and_while_streaming(anchors_dir, tmp_path, speech):
     app = create_app(ServeSettings(anchors_dir, db=str(tmp_path / "jobs.sqlite"), max_upload_bytes=10_000))
     client = TestClient(app, base_url=LOCAL_URL)
-    big = speech_wav_bytes(grid10, seconds=4.0)  # 128 KB: past the limit with the form's allowance too
-    answer = client.post("/api/jobs", data={"anchor": "grid-s1"}, files={"audio": ("a.wav", big, "audio/wav")})
+    big = speech_wav_bytes(speech, seconds=4.0)  # 128 KB: past the limit with the form's allowance too
+    answer = client.post("/api/jobs", data={"anchor": "actor"}, files={"audio": ("a.wav", big, "audio/wav")})
     assert answer.status_code == 413 and "request too large" in answer.json()["error"]
     boundary = "newsanchor-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"anchor\"\r\n\r\ngrid-s1\r\n"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"anchor\"\r\n\r\nactor\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n"
             f"Content-Type: audio/wav\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
     chunks = (body[i:i + 4096] for i in range(0, len(body), 4096))  # no Content-Length: counted as it streams
