@@ -543,10 +543,10 @@ def test_write_video_sweeps_what_a_killed_writer_of_the_same_file_left(tmp_path)
 def test_ctrl_c_promises_a_resume_only_where_the_command_resumes(resumable, says_resume, capsys):
     import typer
 
-    from newsanchor.cli import _user_errors
+    from newsanchor.cli_common import user_errors
 
     with pytest.raises(typer.Exit) as stopped:
-        with _user_errors(resumable=resumable):
+        with user_errors(resumable=resumable):
             raise KeyboardInterrupt
     message = capsys.readouterr().err
     assert stopped.value.exit_code == 130 and message.startswith("newsanchor: interrupted")
@@ -574,11 +574,21 @@ PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, database=None,
                              suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def speakable(text: str) -> bool:
+    from newsanchor.speech import ScriptError, check_script, voice_letter_scripts
+
+    try:
+        check_script(text, voice_letter_scripts())
+    except ScriptError:
+        return False
+    return True
+
+
 @PROPERTY_SETTINGS
 @given(content=st.one_of(st.binary(max_size=80), st.text(max_size=80).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_any_script_file_gives_one_line_naming_what_stopped_it(content, tmp_path):
-    """Before the bundle loads, a script file is refused by name if it is not UTF-8 or too long;
-    otherwise the (missing) anchor is what the one line names."""
+    """Before the bundle loads, a script file is refused by name if it is not UTF-8, too long, or
+    has nothing the voice can read; otherwise the (missing) anchor is what the one line names."""
     script = tmp_path / "script.txt"
     script.write_bytes(content)
     anchor = tmp_path / "no-anchor"
@@ -595,6 +605,8 @@ def test_any_script_file_gives_one_line_naming_what_stopped_it(content, tmp_path
         assert f"{script}: cannot read the script" in lines[0]
     elif len(text) > 40:
         assert f"{script}: the script has {len(text):,} characters" in lines[0]
+    elif not speakable(text):  # nothing to say, or letters the voice cannot read: refused by name too
+        assert f"{script}: " in lines[0]
     else:
         assert str(anchor) in lines[0]
     assert not (tmp_path / "news.mp4").exists()

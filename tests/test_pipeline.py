@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from newsanchor.bundle import Presenter, build_bundle, load_bundle
 from newsanchor.cli import app
 from newsanchor.composite.overlay import DisclosureConfig, label_rect
+from newsanchor.errors import NewsanchorError
 from newsanchor.pipeline import AnchorPipeline, SynthesisSettings
+from newsanchor.synthesis import VideoRequest, make_video
 from newsanchor.template import TemplateChoice
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -221,6 +223,50 @@ def test_burned_in_captions_show_while_the_words_are_spoken(anchor, tmp_path):
     assert middle_rows[0] < 40  # not before the first word (the voice starts after a short silence)
     refused = _invoke_synthesize(anchor, tmp_path / "c.mp4", "--audio", "x.wav", "--burn-captions")
     assert refused.exit_code == 1 and "--burn-captions needs a script" in refused.output
+
+
+def test_make_video_reports_its_stages_and_gives_the_pipeline_back_as_it_was(anchor, tmp_path):
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    shared = pipeline.settings
+    stages, frames = [], []
+    request = VideoRequest(text="Good evening.", title="Evening news", subtitle="Live", burn_captions=True,
+                           captions=tmp_path / "a.srt")
+    summary = make_video(pipeline, request, tmp_path / "a.mp4", on_stage=lambda f, s: stages.append((f, s)),
+                         on_frames=lambda done, total: frames.append((done, total)))
+    assert [s for _, s in stages] == ["speaking the script", "rendering", "writing captions"]
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages) and stages[-1][0] < 1
+    assert frames[-1] == (summary["frames"], summary["frames"])
+    assert summary["captions"] == str(tmp_path / "a.srt") and "Good evening." in (tmp_path / "a.srt").read_text()
+    assert pipeline.settings is shared and pipeline.caption_burner is None  # the lower third was this video's only
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a caller stopping the frames (the worker's cancel) stops the video
+        make_video(pipeline, VideoRequest(text="Good evening.", title="Stopped"), tmp_path / "b.mp4", on_frames=stop)
+    assert pipeline.settings is shared and not (tmp_path / "b.mp4").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_make_video_refuses_in_one_line_before_any_speech(anchor, tmp_path):
+    import wave
+
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    stages = []
+    with pytest.raises(NewsanchorError, match=r"^title/subtitle: title 'Caf\xe9'"):
+        make_video(pipeline, VideoRequest(text="Hi.", title="Caf\u00e9"), tmp_path / "a.mp4", on_stage=lambda f, s: stages.append(s))
+    assert stages == [] and pipeline.settings.lower_third is None
+    with pytest.raises(NewsanchorError, match="must end in .mp4"):
+        make_video(pipeline, VideoRequest(text="Hi."), tmp_path / "a.avi")
+    short = tmp_path / "short.wav"
+    with wave.open(str(short), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(np.zeros(1000, np.int16).tobytes())
+    with pytest.raises(NewsanchorError, match=f"^{short}: less than 0.1 s of sound$"):
+        make_video(pipeline, VideoRequest(recording=short), tmp_path / "a.mp4")
+    with pytest.raises(NewsanchorError, match="^audio: less than 0.1 s"):
+        make_video(pipeline, VideoRequest(recording=short, input_name="audio"), tmp_path / "a.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.wav"]
 
 
 def test_evaluate_lipsync_scores_the_anchor_beside_the_real_recording(anchor, grid10, tmp_path):

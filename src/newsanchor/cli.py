@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__
+from . import __version__, cli_anchor
+from .cli_common import frame_progress, step_progress, stderr, user_errors
 from .errors import NewsanchorError
 from .progress import done_of_total
 
@@ -28,89 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stderr = Console(stderr=True)
-LOG_EVERY_S = 10.0
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"newsanchor: {message}", file=sys.stderr, flush=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _user_errors(resumable: bool = False):
-    """Turn the project's own errors and Ctrl-C into one line and an exit code; ``resumable``:
-    the command keeps its finished work and continues from it when run again (say so only then)."""
-    try:
-        yield
-    except NewsanchorError as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        _fail("interrupted; finished work is kept — run the same command again to resume" if resumable
-              else "interrupted", 130)
-
-
-@contextmanager
-def _frame_progress(description: str, enabled: bool):
-    """A progress bar counting frames, shown from the moment work starts, as a factory
-    ``total → advance(frames)`` for library calls."""
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.1f} frames/s"), TimeRemainingColumn(),
-        console=stderr, disable=not enabled,
-    )
-    started = time.perf_counter()
-    shown = False
-
-    def factory(total: int):
-        nonlocal shown
-        shown = True
-        progress.start()  # only now: an input error before this point prints nothing but itself
-        task = progress.add_task(description, total=total, rate=0.0)
-        logged = [started]
-
-        def advance(frames: float) -> None:
-            progress.advance(task, frames)
-            done = progress.tasks[task].completed
-            now = time.perf_counter()
-            rate = done / max(now - started, 1e-6)
-            progress.update(task, rate=rate)
-            if enabled and not stderr.is_terminal and now - logged[0] >= LOG_EVERY_S:
-                # a log file gets a plain line now and then instead of a live bar
-                logged[0] = now
-                eta = (total - done) / max(rate, 1e-6)
-                print(f"{description}: {done:.0f}/{total} frames, {rate:.1f} frames/s, {eta:.0f} s left",
-                      file=sys.stderr, flush=True)
-
-        return advance
-
-    try:
-        yield factory
-    finally:
-        if shown:
-            progress.stop()
-
-
-@contextmanager
-def _step_progress(label: str, quiet: bool):
-    """A progress bar over training steps showing the latest losses, as an ``on_step(step,
-    total, losses)`` callback; shown from the first step (a resumed run starts part-way)."""
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
-                        TimeRemainingColumn(), console=stderr, disable=quiet)
-    task = None
-
-    def on_step(step: int, total: int, losses: dict) -> None:
-        nonlocal task
-        if task is None:
-            progress.start()
-            task = progress.add_task(label, total=total, completed=step - 1, losses="")
-        progress.update(task, completed=step, losses=" ".join(f"{k} {v:.4g}" for k, v in losses.items()))
-
-    try:
-        yield on_step
-    finally:
-        if task is not None:
-            progress.stop()
 
 
 def _version(value: bool) -> None:
@@ -144,7 +59,7 @@ def prepare(
     from .config import PrepareConfig, load_yaml
     from .prepare import prepare as prepare_dataset
 
-    with _user_errors(resumable=True):
+    with user_errors(resumable=True):
         settings = load_yaml(PrepareConfig, config) if config else PrepareConfig()
         if size is not None:
             try:
@@ -152,7 +67,7 @@ def prepare(
             except ValueError as err:
                 raise NewsanchorError(f"--size: {err}") from None
         started = time.perf_counter()
-        with _frame_progress("prepare", enabled=not quiet) as factory:
+        with frame_progress("prepare", enabled=not quiet) as factory:
             manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad, replace=replace_clips,
                                        progress_factory=factory, warn=lambda m: stderr.print(m, markup=False, soft_wrap=True))
         elapsed = time.perf_counter() - started
@@ -205,14 +120,14 @@ def train_mouth_command(
     from .config import load_yaml
     from .train.mouth import MouthTrainConfig, train_mouth
 
-    with _user_errors(resumable=True):
+    with user_errors(resumable=True):
         settings = load_yaml(MouthTrainConfig, config) if config else MouthTrainConfig()
         overrides = {"model": model, "seed": seed} | ({"max_epochs": max_epochs} if max_epochs is not None else {})
         try:
             settings = replace(settings, **overrides)
         except ValueError as err:
             raise NewsanchorError(str(err)) from None
-        with _step_progress(f"train {settings.model}", quiet) as on_step:
+        with step_progress(f"train {settings.model}", quiet) as on_step:
             counters = train_mouth(dataset, out, settings, device=device, on_step=on_step)
         stderr.print(f"{out}: best validation MSE {counters['best_val_mse']:.5f} at step {counters['best_step']} "
                      f"of {counters['step']}", markup=False, soft_wrap=True)
@@ -243,7 +158,7 @@ def train_renderer_command(
     from .render.lower_face import LOWER_FACE_CONFIGS
     from .train.renderer import RendererTrainConfig, train_renderer
 
-    with _user_errors(resumable=True):
+    with user_errors(resumable=True):
         try:
             snapshots = tuple(int(step) for step in snapshot_steps.split(",") if step.strip())
         except ValueError:
@@ -266,9 +181,9 @@ def train_renderer_command(
                                          | ({"head": head} if head else {}),
                                          **({"max_steps": max_steps} if max_steps else {}),
                                          **({"batch_size": batch_size} if batch_size else {}))
-            with _frame_progress("cut training regions", not quiet) as progress:
+            with frame_progress("cut training regions", not quiet) as progress:
                 cache_regions(dataset, out, lower, on_frames=done_of_total(progress))
-            with _step_progress(f"train renderer {config}", quiet) as on_step:
+            with step_progress(f"train renderer {config}", quiet) as on_step:
                 counters = train_lower_face(dataset, out, lower, device=device, on_step=on_step)
             stderr.print(f"{out}: renderer trained to step {counters['step']} (best on validation: step "
                          f"{counters.get('best_step')})", markup=False, soft_wrap=True)
@@ -277,7 +192,7 @@ def train_renderer_command(
                                        vgg_weights=str(vgg_weights) if vgg_weights else None, precision=precision,
                                        edges=edges, snapshot_steps=snapshots, loader_workers=loader_workers,
                                        renderer_overrides={"upsample": upsample} if upsample else {})
-        with _step_progress(f"train renderer {config}", quiet) as on_step:
+        with step_progress(f"train renderer {config}", quiet) as on_step:
             counters = train_renderer(dataset, out, settings, device=device, on_step=on_step)
         stderr.print(f"{out}: renderer trained to step {counters['step']}", markup=False, soft_wrap=True)
 
@@ -293,7 +208,7 @@ def evaluate_mouth_command(
     """Table 1 (MSE, MAE, Int-MSE, landmark px), Table 2 (timing) and Figure 5 for trained runs."""
     from .evaluate.mouth import evaluate_mouth, markdown_tables, plot_window_positions
 
-    with _user_errors():
+    with user_errors():
         result = evaluate_mouth(dataset, runs, timing=timing)
         text = markdown_tables(result)
         if report is not None:
@@ -321,8 +236,8 @@ def evaluate_renderer_command(
     """PSNR/SSIM (crop and mouth), LMD, flicker, mouth sharpness and identity on held-out frames, beside a static baseline."""
     from .evaluate.renderer import evaluate_renderers, markdown_table, without_nan
 
-    with _user_errors():
-        with _frame_progress("evaluate renderer", not quiet) as progress:
+    with user_errors():
+        with frame_progress("evaluate renderer", not quiet) as progress:
             result = evaluate_renderers(dataset, runs, clips=clips, batch_size=batch_size, device=device,
                                         precision=precision, samples=samples if samples_png else 0,
                                         on_frames=done_of_total(progress), sample_open_mouths=open_mouths)
@@ -348,7 +263,7 @@ def export_onnx_command(
     from .render.pix2pixhd import NATIVE_SIZES, is_lower_face, load_renderer
     from .render.runtime import export_onnx
 
-    with _user_errors():
+    with user_errors():
         model, config, extra = load_renderer(renderer)
         if is_lower_face(config):
             size = size or extra.get("crop_size")
@@ -367,8 +282,8 @@ def export_onnx_command(
                      soft_wrap=True)
 
 
-# the anchor commands (bundle, synthesize, demo, serve) live in cli_anchor and register on `app`
-from . import cli_anchor  # noqa: E402,F401
+# the anchor commands (bundle, synthesize, evaluate lipsync, demo, serve) live in cli_anchor
+cli_anchor.register(app, evaluate_app)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m newsanchor`

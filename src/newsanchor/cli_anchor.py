@@ -1,7 +1,8 @@
-"""Command line, part 2: making and using anchors — bundle, synthesize, demo, serve.
+"""Command line, part 2: making and using anchors — bundle, synthesize, evaluate lipsync, demo, serve.
 
-Registered on :data:`newsanchor.cli.app` when :mod:`newsanchor.cli` is imported; the shared
-helpers (errors, progress bars) are :mod:`newsanchor.cli`'s.
+:mod:`newsanchor.cli` adds these commands to its app with :func:`register`; the helpers both
+parts share (errors, progress bars) are :mod:`newsanchor.cli_common`'s, so neither part
+imports the other's internals and this module does not import :mod:`newsanchor.cli` at all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import _frame_progress, _step_progress, _user_errors, app, evaluate_app, stderr
+from .cli_common import frame_progress, step_progress, stderr, user_errors
 from .errors import NewsanchorError
 from .files import check_output_path, remove_stale_temporaries
 from .progress import done_of_total
@@ -31,7 +32,6 @@ def _checked_precision(precision: str) -> str:
     return precision
 
 
-@app.command("bundle")
 def bundle_command(
     dataset: Annotated[Path, typer.Option(help="Dataset directory the models were trained on.")],
     mouth: Annotated[Path, typer.Option(help="Audio→mouth run (`newsanchor train mouth`).")],
@@ -47,7 +47,7 @@ def bundle_command(
     from .bundle import Presenter, build_bundle
     from .template import template_in_dataset
 
-    with _user_errors():
+    with user_errors():
         choice = template_in_dataset(dataset, template, template_frames)
         path = build_bundle(dataset, mouth, renderer, out, presenter=Presenter(presenter, consent), template=choice,
                             background=background)
@@ -55,7 +55,6 @@ def bundle_command(
                      markup=False, soft_wrap=True)
 
 
-@app.command("synthesize")
 def synthesize_command(
     anchor: Annotated[Path, typer.Option(help="Anchor bundle directory (`newsanchor bundle`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")],
@@ -84,10 +83,11 @@ def synthesize_command(
     """Make the anchor speak: a script (or a speech recording) in, a finished, labelled mp4 out."""
     from .bundle import load_bundle
     from .composite.overlay import DisclosureConfig
-    from .media import read_audio
     from .pipeline import AnchorPipeline, SynthesisSettings
+    from .synthesis import VideoRequest, make_video
 
-    with _user_errors():
+    with user_errors():
+        # the arguments, the outputs and the script are checked before the models load
         if sum(x is not None for x in (text, text_file, audio)) != 1:
             raise NewsanchorError("give exactly one of --text, --text-file or --audio")
         _checked_precision(precision)
@@ -95,7 +95,9 @@ def synthesize_command(
             raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
         if burn_captions and audio is not None:
             raise NewsanchorError("--burn-captions needs a script (--text or --text-file); a recording has no text")
-        # where the results go is checked before the models load and the text is spoken
+        if subtitle is not None and title is None:
+            raise NewsanchorError("--subtitle needs --title")
+        key = _checked_key_colour(key_colour)
         check_output_path(out, suffixes=(".mp4",))
         if captions is not None:
             check_output_path(captions, suffixes=(".srt", ".vtt"))
@@ -113,56 +115,24 @@ def synthesize_command(
         if text is not None and len(text) > max_chars:
             raise NewsanchorError(f"{script_source}: the script has {len(text):,} characters, more than the limit of "
                                   f"{max_chars:,}; split it into several videos or raise --max-chars")
-        bundle = load_bundle(anchor)
-        speech = None
-        if audio is not None:
-            wav = read_audio(audio, 16000)
-            if len(wav) < 1600:
-                raise NewsanchorError(f"{audio}: less than 0.1 s of audio")
-        else:
-            from .speech import synthesize_speech
-
-            from .speech import ScriptError
+        if text is not None:
+            from .speech import ScriptError, SpeechError, check_script, voice_letter_scripts
 
             try:
-                speech = synthesize_speech(text, voice)
-            except ScriptError as err:
+                check_script(text, voice_letter_scripts(voice))
+            except (ScriptError, SpeechError) as err:
                 raise NewsanchorError(f"{script_source}: {err}") from None
-            wav = speech.waveform
-        if subtitle is not None and title is None:
-            raise NewsanchorError("--subtitle needs --title")
-        studio = None
-        if background is not None and not no_background:
-            import cv2
-
-            image = cv2.imread(str(background), cv2.IMREAD_COLOR)
-            if image is None:
-                raise NewsanchorError(f"{background}: not a readable image")
-            studio = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif not no_background:
+        studio = _studio_image(background) if background is not None and not no_background else None
+        request = VideoRequest(text=text, recording=audio, title=title, subtitle=subtitle, burn_captions=burn_captions,
+                               captions=captions, input_name=script_source if audio is None else None)
+        bundle = load_bundle(anchor)
+        if studio is None and not no_background:
             studio = bundle.background()
-        try:
-            key = tuple(int(v) for v in key_colour.split(","))
-            if len(key) != 3 or not all(0 <= v <= 255 for v in key):
-                raise ValueError
-        except ValueError:
-            raise NewsanchorError(f"--key-colour {key_colour!r}: expected R,G,B with values 0-255, e.g. 0,177,64") from None
         settings = SynthesisSettings(close_mouth=not no_mouth_closure, label=label, background=studio, key_colour=key,
-                                     lower_third=(title, subtitle) if title else None,
-                                     captions=tuple(speech.cues()) if burn_captions else None,
                                      compile_renderer=compile_renderer, precision=precision)
         pipeline = AnchorPipeline(bundle, settings=settings, device=device)
-        try:
-            pipeline.finish(next(iter(bundle.template_frames())))  # e.g. text it cannot draw: fail before work
-        except ValueError as err:
-            raise NewsanchorError(f"--title/--subtitle: {err}") from None
-        with _frame_progress("synthesize", not quiet) as progress:
-            result = pipeline.synthesize(wav, out, on_frames=done_of_total(progress))
-        if captions is not None:
-            from .speech import write_captions
-
-            write_captions(speech.cues(), captions)
-            result["captions"] = str(captions)
+        with frame_progress("synthesize", not quiet) as progress:
+            result = make_video(pipeline, request, out, voice=voice, on_frames=done_of_total(progress))
         if as_json:
             print(json.dumps(result))
         else:
@@ -170,7 +140,27 @@ def synthesize_command(
                          f"{result['frames_per_s']:.1f} frames/s", markup=False, soft_wrap=True)
 
 
-@evaluate_app.command("lipsync")
+def _checked_key_colour(key_colour: str) -> tuple[int, int, int]:
+    """``--key-colour R,G,B`` → (R, G, B), each 0-255."""
+    try:
+        key = tuple(int(v) for v in key_colour.split(","))
+        if len(key) != 3 or not all(0 <= v <= 255 for v in key):
+            raise ValueError
+    except ValueError:
+        raise NewsanchorError(f"--key-colour {key_colour!r}: expected R,G,B with values 0-255, e.g. 0,177,64") from None
+    return key[0], key[1], key[2]
+
+
+def _studio_image(path: Path):
+    """``--background`` → ``[H, W, 3]`` uint8 RGB."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise NewsanchorError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def evaluate_lipsync_command(
     anchor: Annotated[Path, typer.Argument(help="Anchor bundle directory (`newsanchor bundle`).")],
     recordings: Annotated[list[Path], typer.Argument(help="Speech to drive it with, joined in order: videos of a person saying it (then also the real reference) or audio files.")],
@@ -182,9 +172,9 @@ def evaluate_lipsync_command(
     """Lip sync measured from outside: dlib on every output frame, mouth opening against the speech envelope, beside the real recordings."""
     from .evaluate.lipsync import evaluate_lipsync, markdown_table
 
-    with _user_errors():
+    with user_errors():
         check_output_path(out_video, suffixes=(".mp4",))
-        with _frame_progress("lip sync", not quiet) as factory:
+        with frame_progress("lip sync", not quiet) as factory:
             bars: dict = {}
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -196,7 +186,6 @@ def evaluate_lipsync_command(
         print(json.dumps(result, allow_nan=False) if as_json else markdown_table(result))
 
 
-@app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")] = Path("demo.mp4"),
     text: Annotated[Optional[str], typer.Option(help="Another news script for the demo anchor to read.")] = None,
@@ -214,9 +203,9 @@ def demo_command(
             elapsed = int(time.perf_counter() - started)
             stderr.print(f"demo [{elapsed // 60}:{elapsed % 60:02d}]: {name}", markup=False, soft_wrap=True)
 
-    hooks = DemoHooks(stage=stage, frames=lambda label: _frame_progress(label, not quiet),
-                      steps=lambda label: _step_progress(label, quiet))
-    with _user_errors(resumable=True):  # the demo anchor's finished stages are cached
+    hooks = DemoHooks(stage=stage, frames=lambda label: frame_progress(label, not quiet),
+                      steps=lambda label: step_progress(label, quiet))
+    with user_errors(resumable=True):  # the demo anchor's finished stages are cached
         check_output_path(out, suffixes=(".mp4",))
         result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
         result["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -227,7 +216,6 @@ def demo_command(
                          f"({result['total_seconds']:.0f} s in all)", markup=False, soft_wrap=True)
 
 
-@app.command("serve")
 def serve_command(
     anchors: Annotated[Path, typer.Option(help="Folder of anchor bundles, one sub-folder each (also keeps the job database, outputs and token).")],
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback requires a bearer token.")] = "127.0.0.1",
@@ -244,7 +232,16 @@ def serve_command(
     """Run the newsroom: a web page and REST API (docs at /docs) queueing videos for worker processes."""
     from .serve.service import run_service
 
-    with _user_errors():
+    with user_errors():
         run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device,
                     compile_renderer=compile_renderer, precision=_checked_precision(precision), allowed_hosts=tuple(allowed_host or ()),
                     trusted_proxies=tuple(trusted_proxy or ()))
+
+
+def register(app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add this module's commands to the ``newsanchor`` app and its ``evaluate`` group."""
+    app.command("bundle")(bundle_command)
+    app.command("synthesize")(synthesize_command)
+    evaluate_app.command("lipsync")(evaluate_lipsync_command)
+    app.command("demo")(demo_command)
+    app.command("serve")(serve_command)

@@ -36,8 +36,9 @@ from .render.pix2pixhd import is_lower_face
 from .render.runtime import PRECISIONS, choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
+from .timing import SAMPLE_RATE
 
-AUDIO_CHUNK = 16000 * 20  # samples of speech turned into mouth frames at a time
+AUDIO_CHUNK = SAMPLE_RATE * 20  # samples of speech turned into mouth frames at a time
 # The template's full frames are kept decoded up to this size in all; above it (long 1080p
 # templates) they are kept PNG-compressed and decoded when used.
 RAW_TEMPLATE_BYTES = 256 << 20
@@ -273,6 +274,6 @@ class AnchorPipeline:
         seconds = time.perf_counter() - started
         stages["encode"] = max(0.0, seconds - sum(stages.values()))
         return {"video": str(out), "frames": written, "fps": self.bundle.fps,
-                "duration_s": written / self.bundle.fps, "audio_duration_s": len(wav16k) / 16000,
+                "duration_s": written / self.bundle.fps, "audio_duration_s": len(wav16k) / SAMPLE_RATE,
                 "seconds": round(seconds, 2), "frames_per_s": round(written / max(seconds, 1e-9), 2),
                 "renderer_path": self.runner.path, "stage_seconds": {k: round(v, 3) for k, v in stages.items()}}

@@ -10,7 +10,7 @@ by a viseme model from TTS phoneme timings) instead of a person's recordings:
 4. mouth    — ``newsanchor train mouth`` (the TCN, L2 only: the quickest to converge);
 5. renderer — ``newsanchor train renderer --config lower-face`` (the actor's own mouth pixels);
 6. bundle   — ``newsanchor bundle`` with an automatically found template;
-7. speak    — the news script → ``demo.mp4`` with ``newsanchor synthesize``'s pipeline.
+7. speak    — the news script → ``demo.mp4`` with ``make_video``, as ``newsanchor synthesize`` makes it.
 
 Stages 1–6 are cached under the user's cache directory (``$XDG_CACHE_HOME/newsanchor`` or
 ``~/.cache/newsanchor``), each finished stage in its own folder, so an interrupted first run
@@ -114,7 +114,7 @@ class DemoHooks:
     """How the demo reports progress (the CLI passes bars; tests pass nothing).
 
     stage(name): a stage starts. frames(label): context manager yielding a ``total →
-    advance(n)`` factory (see ``newsanchor.cli._frame_progress``). steps(label): context
+    advance(n)`` factory (see ``newsanchor.cli_common.frame_progress``). steps(label): context
     manager yielding an ``on_step(step, total, losses)`` callback.
     """
 
@@ -233,16 +233,16 @@ def build_demo_anchor(root: Path | None = None, hooks: DemoHooks = DemoHooks(), 
 def run_demo(out: str | Path, *, text: str = DEMO_SCRIPT, root: Path | None = None,
              hooks: DemoHooks = DemoHooks(), plan: DemoPlan = DemoPlan()) -> dict:
     """Build (or reuse) the demo anchor and make it read ``text`` into ``out``; returns the
-    synthesis summary (see ``AnchorPipeline.synthesize``)."""
+    video's summary (see ``newsanchor.synthesis.make_video``) and the anchor's folder."""
     from ..bundle import load_bundle
     from ..pipeline import AnchorPipeline
-    from ..speech.speak import synthesize_speech
+    from ..synthesis import VideoRequest, make_video
 
+    request = VideoRequest(text=text)
     anchor = build_demo_anchor(root, hooks, plan)
     hooks.stage("reading the news script")
-    speech = synthesize_speech(text)
     pipeline = AnchorPipeline(load_bundle(anchor))
     with hooks.frames("synthesize") as factory:
-        result = pipeline.synthesize(speech.waveform, out, on_frames=done_of_total(factory) if factory else None)
+        result = make_video(pipeline, request, out, on_frames=done_of_total(factory) if factory else None)
     result["anchor"] = str(anchor)
     return result

@@ -4,9 +4,10 @@ A worker keeps one :class:`AnchorPipeline` per anchor and one speech engine, so 
 for its own speech and frames. While a job runs, a heartbeat thread tells the store the worker
 is alive (speech synthesis reports no progress, and a long script takes a while); progress
 reports from the frame callback also carry cancel requests back: ``report`` raises
-:class:`JobCancelled` inside ``on_frames`` and rendering stops there. The video and captions
-are written under a temporary name and renamed (``pipeline.synthesize`` and
-``write_captions`` both do), so a crash never leaves half a file under the final name.
+:class:`JobCancelled` inside ``on_frames`` and rendering stops there. A job becomes a
+:class:`~newsanchor.synthesis.VideoRequest` and is made by ``make_video``, the call the command
+line and the demo use too; the video and captions are written under a temporary name and
+renamed, so a crash never leaves half a file under the final name.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
-from ..errors import MediaError, NewsanchorError
+from ..errors import NewsanchorError
 from .anchors import NAME_PATTERN
 from .store import Job, JobCancelled, JobLost, JobStore, WorkerIdentity, open_store
 
@@ -31,8 +31,6 @@ log = logging.getLogger("newsanchor.serve")
 HEARTBEAT_S = 5.0
 REPORT_EVERY_S = 0.5
 VIDEO_NAME, CAPTIONS_NAME, INPUT_NAME = "video.mp4", "captions.vtt", "input"
-# progress shares: speech before the first frame, frames, captions after the last
-SPEECH_SHARE, FRAMES_SHARE = 0.1, 0.88
 
 
 def input_path(outputs: Path, job_id: str) -> Path:
@@ -107,52 +105,40 @@ class Worker:
             beat.join()
 
     def _render(self, job: Job, folder: Path) -> tuple[str, str | None]:
-        from ..media import read_audio
-        from ..speech import synthesize_speech, write_captions
+        from ..synthesis import VideoRequest, frames_fraction, make_video
 
         request = job.request
         report = self._reporter(job)
         report(0.0, "loading the anchor")
-        pipeline, base = self._pipeline(job.anchor)
-        speech = None
+        pipeline = self._pipeline(job.anchor)
+        # the job's row → one video request; refusals name the job's fields, not server paths
+        lower_third = {"title": request.get("title") or None, "subtitle": request.get("subtitle")}
         if request.get("input") == "audio":
-            report(0.01, "reading the recording")
-            try:
-                wav = read_audio(input_path(self.outputs, job.id), 16000)
-            except MediaError as err:
-                raise NewsanchorError(f"audio: {err.problem}") from None
-            if len(wav) < 1600:
-                raise NewsanchorError("audio: less than 0.1 s of sound")
+            video = VideoRequest(recording=input_path(self.outputs, job.id), input_name="audio", **lower_third)
         else:
-            report(0.01, "speaking the script")
-            speech = synthesize_speech(request["text"], engine=self._speech_engine())
-            wav = speech.waveform
-        title = request.get("title")
-        # the pipeline is kept per anchor; only the lower third and burned-in captions differ between jobs
-        burned = tuple(speech.cues()) if speech is not None and request.get("burn_captions") else None
-        pipeline.set_settings(replace(base, lower_third=(title, request.get("subtitle")) if title else None,
-                                      captions=burned))
-        report(SPEECH_SHARE, "rendering")
+            video = VideoRequest(text=request["text"], input_name="text", burn_captions=bool(request.get("burn_captions")),
+                                 captions=folder / CAPTIONS_NAME if request.get("captions", True) else None, **lower_third)
         folder.mkdir(parents=True, exist_ok=True)
-        rendering = time.monotonic()
+        stage_started = [time.monotonic()]
         last = [0.0]
+
+        def on_stage(fraction: float, stage: str) -> None:
+            report(fraction, stage)
+            stage_started[0] = time.monotonic()  # the frames are timed from the stage they belong to
 
         def on_frames(done: int, total: int) -> None:
             now = time.monotonic()
             if now - last[0] < REPORT_EVERY_S and done < total:
                 return
             last[0] = now
-            rate = done / max(now - rendering, 1e-6)
-            report(SPEECH_SHARE + FRAMES_SHARE * done / max(total, 1), f"rendering frame {done} of {total}",
+            rate = done / max(now - stage_started[0], 1e-6)
+            report(frames_fraction(done, total), f"rendering frame {done} of {total}",
                    eta_s=round((total - done) / max(rate, 1e-6), 1))
 
-        pipeline.synthesize(wav, folder / VIDEO_NAME, on_frames=on_frames)
-        captions = None
-        if speech is not None and request.get("captions", True):
-            report(SPEECH_SHARE + FRAMES_SHARE, "writing captions")
-            write_captions(speech.cues(), folder / CAPTIONS_NAME)
-            captions = f"{job.id}/{CAPTIONS_NAME}"
-        return f"{job.id}/{VIDEO_NAME}", captions
+        summary = make_video(pipeline, video, folder / VIDEO_NAME,
+                             speech_engine=self._speech_engine() if video.text is not None else None,
+                             on_stage=on_stage, on_frames=on_frames)
+        return f"{job.id}/{VIDEO_NAME}", f"{job.id}/{CAPTIONS_NAME}" if summary["captions"] else None
 
     def _reporter(self, job: Job):
         def report(progress: float, stage: str, eta_s: float | None = None) -> None:
@@ -213,9 +199,10 @@ class Worker:
             if not NAME_PATTERN.match(anchor):  # the app checks too; a worker never trusts a path from a row
                 raise NewsanchorError(f"anchor {anchor!r}: not a valid anchor name")
             bundle = load_bundle(self.anchors_dir / anchor)
-            base = SynthesisSettings(background=bundle.background(), compile_renderer=self.compile_renderer,
-                                     precision=self.precision)
-            self._pipelines[anchor] = (AnchorPipeline(bundle, settings=base, device=self.device), base)
+            # what every video of this anchor shares; make_video adds each job's own lower third and captions
+            shared = SynthesisSettings(background=bundle.background(), compile_renderer=self.compile_renderer,
+                                       precision=self.precision)
+            self._pipelines[anchor] = AnchorPipeline(bundle, settings=shared, device=self.device)
         return self._pipelines[anchor]
 
 
