@@ -27,16 +27,16 @@ mkdir -p "$results" "$runs"
   --out "$data/obama" --size 256
 
 train() { OMP_NUM_THREADS=1 $bin/newsanchor train renderer "$@" --loader-workers 1 --quiet; }
-train "$data/grid_s1" --config lower-face --out "$runs/grid_s1" --max-steps "$steps" --snapshot-steps "$ablation_steps,1000" &
-train "$data/obama" --config lower-face --out "$runs/obama" --max-steps "$steps" --snapshot-steps "$ablation_steps,1000" &
+train "$data/grid_s1" --preset lower-face --out "$runs/grid_s1" --max-steps "$steps" --snapshot-steps "$ablation_steps,1000" &
+train "$data/obama" --preset lower-face --out "$runs/obama" --max-steps "$steps" --snapshot-steps "$ablation_steps,1000" &
 wait
-train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_no_references" --max-steps "$ablation_steps" --no-references &
-train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_no_masked_frame" --max-steps "$ablation_steps" --no-masked-frame &
-train "$data/grid_s1" --config light-256 --out "$runs/grid_s1_light256" --max-steps "$light_steps" &
+train "$data/grid_s1" --preset lower-face --out "$runs/grid_s1_no_references" --max-steps "$ablation_steps" --no-references &
+train "$data/grid_s1" --preset lower-face --out "$runs/grid_s1_no_masked_frame" --max-steps "$ablation_steps" --no-masked-frame &
+train "$data/grid_s1" --preset light-256 --out "$runs/grid_s1_light256" --max-steps "$light_steps" &
 wait
-train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_head_warp" --max-steps "$ablation_steps" --reference-warp head &
-train "$data/grid_s1" --config lower-face --out "$runs/grid_s1_blend_head" --max-steps "$ablation_steps" --head blend &
-train "$data/obama" --config lower-face --out "$runs/obama_head_warp" --max-steps 1600 --reference-warp head &
+train "$data/grid_s1" --preset lower-face --out "$runs/grid_s1_head_warp" --max-steps "$ablation_steps" --reference-warp head &
+train "$data/grid_s1" --preset lower-face --out "$runs/grid_s1_blend_head" --max-steps "$ablation_steps" --head blend &
+train "$data/obama" --preset lower-face --out "$runs/obama_head_warp" --max-steps 1600 --reference-warp head &
 wait
 
 snapshot=$(printf "%s/grid_s1/step_%07d" "$runs" "$ablation_steps")

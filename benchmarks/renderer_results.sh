@@ -23,7 +23,7 @@ mkdir -p "$results"
   --out "$data/obama" --size 256
 
 # one thread per run, two runs at a time: the 2-core machine's best throughput
-train() { OMP_NUM_THREADS=1 $bin/newsanchor train renderer "$@" --config light-256 --loader-workers 1 --quiet; }
+train() { OMP_NUM_THREADS=1 $bin/newsanchor train renderer "$@" --preset light-256 --loader-workers 1 --quiet; }
 train "$data/grid_s1" --out "$runs/grid_s1" --max-steps "$steps" --snapshot-steps "$ablation_steps" &
 { train "$data/grid_s1" --out "$runs/grid_s1_no_edges" --max-steps "$ablation_steps" --no-edges
   train "$data/obama" --out "$runs/obama" --max-steps "$obama_steps"; } &

@@ -138,12 +138,25 @@ def test_a_bundle_with_the_lower_face_renderer_synthesises_a_video(grid10, tiny_
 
 
 def test_the_command_line_trains_the_lower_face_config(grid10, tmp_path):
-    result = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--config", "lower-face", "--out",
+    result = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--preset", "lower-face", "--out",
                                       str(tmp_path / "run"), "--max-steps", "1", "--batch-size", "2",
                                       "--loader-workers", "0", "--precision", "fp32", "-q"])
     assert result.exit_code == 0, result.output
     assert is_lower_face(load_renderer(tmp_path / "run")[1])
-    bad = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--config", "lower-face", "--out",
+    bad = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--preset", "lower-face", "--out",
                                    str(tmp_path / "bad"), "--upsample", "transposed"])
     assert bad.exit_code == 1 and "pix2pixHD options" in bad.output
     assert isinstance(PreparedDataset(grid10.root), PreparedDataset)
+    # settings from a YAML file, the command line's options over them; sizes stay the preset's
+    settings = tmp_path / "train.yaml"
+    settings.write_text("batch_size: 2\nmax_steps: 1\nloader_workers: 0\nprecision: fp32\nseed: 3\n"
+                        "renderer_overrides: {ngf: 8}\n")
+    result = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--config", str(settings), "--out",
+                                      str(tmp_path / "from_file"), "--seed", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    model, config, extra = load_renderer(tmp_path / "from_file")
+    assert config.ngf == 8 and extra["train_config"]["seed"] == 4 and extra["train_config"]["batch_size"] == 2
+    settings.write_text("config: light-256\n")
+    bad = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--config", str(settings), "--out",
+                                   str(tmp_path / "bad2")])
+    assert bad.exit_code == 1 and "--preset" in bad.output

@@ -82,7 +82,7 @@ def test_the_command_line_chooses_the_decoder_upsampling(grid10, tmp_path):
 
     from newsanchor.cli import app
 
-    args = ["train", "renderer", str(grid10.root), "--config", "light-256", "--out", str(tmp_path / "run"), "--max-steps", "1",
+    args = ["train", "renderer", str(grid10.root), "--preset", "light-256", "--out", str(tmp_path / "run"), "--max-steps", "1",
             "--batch-size", "1", "--loader-workers", "0", "--device", "cpu", "-q"]
     refused = CliRunner().invoke(app, [*args, "--upsample", "bilinear"])
     assert refused.exit_code == 1 and "--upsample bilinear" in refused.output and not (tmp_path / "run").exists()

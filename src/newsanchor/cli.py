@@ -137,21 +137,22 @@ def train_mouth_command(
 def train_renderer_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
-    config: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "lower-face",
+    preset: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "lower-face",
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with training settings (see configs/train_renderer.yaml); the options below override it.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps in all (a resumed run counts the steps it has; default 20,000, lower-face 6,000).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step, over all processes (default 4, lower-face 8).")] = None,
     vgg_weights: Annotated[Optional[Path], typer.Option(help="Local VGG19 safetensors file for the perceptual loss (never downloaded).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and the data order.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the weights and the data order (default 0).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA and CPUs with native bf16, else fp32), fp32 or bf16.")] = "auto",
-    edges: Annotated[bool, typer.Option("--edges/--no-edges", help="Feed the template's edge channel (--no-edges: the paper's Fig. 7 ablation).")] = True,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16 autocast on CUDA and CPUs with native bf16, else fp32; the default), fp32 or bf16.")] = None,
+    edges: Annotated[Optional[bool], typer.Option("--edges/--no-edges", help="Feed the template's edge channel (the default; --no-edges: the paper's Fig. 7 ablation).")] = None,
     upsample: Annotated[Optional[str], typer.Option(help="Decoder upsampling: nearest (upsample + conv, the default) or transposed (pix2pixHD's; ~20% fewer FLOPs).")] = None,
-    snapshot_steps: Annotated[str, typer.Option(help="Comma-separated steps at which to keep a copy of the renderer in RUN/step_NNNNNNN (for equal-budget comparisons).")] = "",
-    loader_workers: Annotated[int, typer.Option(help="Processes decoding training frames.")] = 2,
-    references: Annotated[bool, typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (--no-references: the ablation).")] = True,
-    masked_frame: Annotated[bool, typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (--no-masked-frame: the ablation).")] = True,
+    snapshot_steps: Annotated[Optional[str], typer.Option(help="Comma-separated steps at which to keep a copy of the renderer in RUN/step_NNNNNNN (for equal-budget comparisons).")] = None,
+    loader_workers: Annotated[Optional[int], typer.Option(help="Processes decoding training frames (default 2; lower-face 1, which reads a cache).")] = None,
+    references: Annotated[Optional[bool], typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (the default; --no-references: the ablation).")] = None,
+    masked_frame: Annotated[Optional[bool], typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (the default; --no-masked-frame: the ablation).")] = None,
     reference_warp: Annotated[Optional[str], typer.Option(help="lower-face: bring the reference mouths onto each frame by the head pose only (head) or also bend them onto its mouth (mouth, the default).")] = None,
-    head: Annotated[Optional[str], typer.Option(help="lower-face: paint every pixel (rgb, the default) or mix painted colour and reference mouths per pixel (blend).")] = None,
+    head: Annotated[Optional[str], typer.Option(help="lower-face: paint every pixel (rgb) or mix painted colour and reference mouths per pixel (blend); default: the preset's.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a renderer (facial map → face); run under torchrun for several GPUs or nodes."""
@@ -160,41 +161,62 @@ def train_renderer_command(
 
     with user_errors(resumable=True):
         try:
-            snapshots = tuple(int(step) for step in snapshot_steps.split(",") if step.strip())
+            snapshots = tuple(int(step) for step in (snapshot_steps or "").split(",") if step.strip())
         except ValueError:
             raise NewsanchorError(f"--snapshot-steps: expected comma-separated step numbers, got {snapshot_steps!r}") from None
-        from .render.pix2pixhd import UPSAMPLE_MODES
+        from .render.pix2pixhd import RENDERER_CONFIGS, UPSAMPLE_MODES
 
+        if preset not in LOWER_FACE_CONFIGS and preset not in RENDERER_CONFIGS:
+            raise NewsanchorError(f"--preset {preset}: choose one of {', '.join([*LOWER_FACE_CONFIGS, *RENDERER_CONFIGS])}")
         if upsample is not None and upsample not in UPSAMPLE_MODES:
             raise NewsanchorError(f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_MODES)}")
-        if config not in LOWER_FACE_CONFIGS and (reference_warp or head or not references or not masked_frame):
-            raise NewsanchorError(f"--config {config}: --reference-warp, --head, --no-references and --no-masked-frame "
+        lower_face = preset in LOWER_FACE_CONFIGS
+        if not lower_face and (reference_warp or head or references is not None or masked_frame is not None):
+            raise NewsanchorError(f"--preset {preset}: --reference-warp, --head, --references and --masked-frame "
                                   "are lower-face options")
-        if config in LOWER_FACE_CONFIGS:
+        if lower_face and (vgg_weights or upsample):
+            raise NewsanchorError(f"--preset {preset}: --vgg-weights and --upsample are pix2pixHD options")
+        # the file's settings, then the options given on the command line
+        given = {"max_steps": max_steps, "batch_size": batch_size, "seed": seed, "precision": precision, "edges": edges,
+                 "loader_workers": loader_workers}
+        given = {k: v for k, v in given.items() if v is not None} | ({"snapshot_steps": snapshots} if snapshot_steps else {})
+        if lower_face:
             from .train.lower_face import LowerFaceTrainConfig, cache_regions, train_lower_face
 
-            if vgg_weights or upsample:
-                raise NewsanchorError(f"--config {config}: --vgg-weights and --upsample are pix2pixHD options")
-            lower = LowerFaceTrainConfig(config=config, seed=seed, precision=precision, edges=edges, snapshot_steps=snapshots,
-                                         loader_workers=loader_workers, references=references, masked_frame=masked_frame,
-                                         renderer_overrides=({"reference_warp": reference_warp} if reference_warp else {})
-                                         | ({"head": head} if head else {}),
-                                         **({"max_steps": max_steps} if max_steps else {}),
-                                         **({"batch_size": batch_size} if batch_size else {}))
+            given |= {k: v for k, v in (("references", references), ("masked_frame", masked_frame)) if v is not None}
+            lower = _training_settings(LowerFaceTrainConfig, config, preset, given,
+                                       {"reference_warp": reference_warp, "head": head})
             with frame_progress("cut training regions", not quiet) as progress:
                 cache_regions(dataset, out, lower, on_frames=done_of_total(progress))
-            with step_progress(f"train renderer {config}", quiet) as on_step:
+            with step_progress(f"train renderer {preset}", quiet) as on_step:
                 counters = train_lower_face(dataset, out, lower, device=device, on_step=on_step)
             stderr.print(f"{out}: renderer trained to step {counters['step']} (best on validation: step "
                          f"{counters.get('best_step')})", markup=False, soft_wrap=True)
             return
-        settings = RendererTrainConfig(config=config, max_steps=max_steps or 20_000, batch_size=batch_size or 4, seed=seed,
-                                       vgg_weights=str(vgg_weights) if vgg_weights else None, precision=precision,
-                                       edges=edges, snapshot_steps=snapshots, loader_workers=loader_workers,
-                                       renderer_overrides={"upsample": upsample} if upsample else {})
-        with step_progress(f"train renderer {config}", quiet) as on_step:
+        if vgg_weights:
+            given["vgg_weights"] = str(vgg_weights)
+        settings = _training_settings(RendererTrainConfig, config, preset, given, {"upsample": upsample})
+        with step_progress(f"train renderer {preset}", quiet) as on_step:
             counters = train_renderer(dataset, out, settings, device=device, on_step=on_step)
         stderr.print(f"{out}: renderer trained to step {counters['step']}", markup=False, soft_wrap=True)
+
+
+def _training_settings(cls, config_file: Path | None, preset: str, given: dict, renderer_options: dict):
+    """A trainer's settings: ``cls``'s defaults, then the YAML file, then the options given; the
+    sizes are the preset's, changed by the file's ``renderer_overrides`` and the
+    ``renderer_options`` given."""
+    import dataclasses
+
+    from .config import load_yaml
+
+    settings = load_yaml(cls, config_file) if config_file else cls()
+    if config_file and settings.config != cls().config:
+        raise NewsanchorError(f"{config_file}: the renderer's size is --preset on the command line, not 'config' in the file")
+    overrides = dict(settings.renderer_overrides) | {k: v for k, v in renderer_options.items() if v is not None}
+    try:
+        return dataclasses.replace(settings, config=preset, renderer_overrides=overrides, **given)
+    except (TypeError, ValueError) as err:
+        raise NewsanchorError(f"train renderer: {err}") from None
 
 
 @evaluate_app.command("mouth")

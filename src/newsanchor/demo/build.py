@@ -8,7 +8,7 @@ by a viseme model from TTS phoneme timings) instead of a person's recordings:
 2. record   — the actor "records" them: mp4 clips with exact lip movement;
 3. prepare  — ``newsanchor prepare`` at 128² (:class:`DemoPlan` holds the sizes and budgets);
 4. mouth    — ``newsanchor train mouth`` (the TCN, L2 only: the quickest to converge);
-5. renderer — ``newsanchor train renderer --config lower-face`` (the actor's own mouth pixels);
+5. renderer — ``newsanchor train renderer --preset lower-face`` (the actor's own mouth pixels);
 6. bundle   — ``newsanchor bundle`` with an automatically found template;
 7. speak    — the news script → ``demo.mp4`` with ``make_video``, as ``newsanchor synthesize`` makes it.
 
