@@ -3,6 +3,8 @@ losses against blur, the sharpness measure, saving and loading (fast; no recordi
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import cv2
@@ -220,3 +222,21 @@ def test_the_blend_head_mixes_its_colour_with_the_references_per_pixel():
         np.testing.assert_allclose(model(x).numpy(), np.tanh(0.5), atol=1e-6)
     with pytest.raises(ValueError, match="needs reference mouths"):
         LowerFaceConfig(head="blend", references=0)
+
+
+def test_the_blend_head_starts_from_the_references_and_shows_its_logits_to_the_trainer():
+    model, config = build_lower_face(LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1, references=3, head="blend"))
+    x = torch.rand(2, config.input_channels, 32, 48) * 2 - 1
+    model.train()
+    out = model(x)
+    logits = model.blend_logits  # [B, K+1, h, w], what train.lower_face penalises
+    assert logits.shape == (2, 4, 32, 48) and logits.requires_grad
+    weights = torch.softmax(logits, 1)
+    # the same mix at every pixel at the start: mostly the references, a tenth the painted colour
+    torch.testing.assert_close(weights[:, 0], torch.full_like(weights[:, 0], math.exp(-1) / (math.exp(-1) + 3)))
+    out.mean().backward()
+    assert model.out.weight.grad[3:].abs().sum() > 0  # the mix is trainable from the first step
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert model.blend_logits is None

@@ -9,6 +9,8 @@ with the real region by
 - L1 (×``lambda_l1``) weighted ``1 + mouth_weight`` in the mouth box;
 - a Laplacian-pyramid L1 (×``lambda_lap``), mouth-weighted at the finest level: the fine detail
   (lip lines, teeth edges, stubble) that a plain L1 lets the renderer average into blur.
+- with the blend head, a small penalty on its mixing logits (×``lambda_blend``), so that the mix
+  of painted colour and references stays a choice the gradient can still change.
 
 The run is resumable (its training state at every checkpoint), keeps its best renderer on
 validation frames (L1 + Laplacian of the blend: not L1 alone, which rewards blur), and runs under
@@ -54,6 +56,7 @@ class LowerFaceTrainConfig:
     lambda_l1: float = 10.0
     lambda_lap: float = 20.0
     lambda_fm: float = 10.0
+    lambda_blend: float = 0.01  # blend head: × mean squared logit, keeps the mix from freezing on one source
     mouth_weight: float = 2.0  # extra weight of the mouth box in L1 and the finest Laplacian level
     discriminator_scales: int = 2
     discriminator_ndf: int = 32
@@ -142,6 +145,9 @@ def _train_step(models: GanModels, g_model, d_model, batch, config: LowerFaceTra
     g_l1 = config.lambda_l1 * (weight * (fake - real).abs()).mean()
     g_lap = config.lambda_lap * laplacian_loss(fake, real, weight)
     loss_g = g_gan + g_fm + g_l1 + g_lap
+    logits = models.generator.blend_logits
+    if logits is not None:
+        loss_g = loss_g + config.lambda_blend * logits.pow(2).mean()
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     models.opt_g.step()
