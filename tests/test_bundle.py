@@ -15,7 +15,9 @@ from newsanchor.cli import app
 from newsanchor.errors import NewsanchorError
 from newsanchor.template import TemplateChoice
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+# the tests that build bundles read real GRID clips (slow); those that only load one use the
+# synthetic actor's tiny anchor (conftest), so `make test` checks bundles without ../shared
+pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
 PRESENTER = Presenter("GRID speaker 1", "GRID corpus speaker; recordings licensed for research")
 
 
@@ -32,6 +34,7 @@ def bundle_dir(grid10, parts, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_bundle_holds_everything_synthesis_needs(bundle_dir, grid10):
     bundle = load_bundle(bundle_dir)
     assert bundle.presenter == PRESENTER and bundle.size == 64 and bundle.fps == 25
@@ -49,11 +52,12 @@ def test_a_bundle_holds_everything_synthesis_needs(bundle_dir, grid10):
     assert bundle.background() is None
 
 
-def test_a_changed_file_is_refused_by_name(bundle_dir, tmp_path):
+def test_a_changed_file_is_refused_by_name(actor_anchor_bundle, tmp_path):
     import shutil
 
     copy = tmp_path / "anchor"
-    shutil.copytree(bundle_dir, copy)
+    shutil.copytree(actor_anchor_bundle, copy)
+    load_bundle(copy)  # whole, it loads
     weights = copy / "renderer" / "renderer.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
@@ -63,11 +67,11 @@ def test_a_changed_file_is_refused_by_name(bundle_dir, tmp_path):
     assert str(weights) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_missing_unlisted_and_foreign_bundles_are_refused(bundle_dir, tmp_path):
+def test_missing_unlisted_and_foreign_bundles_are_refused(actor_anchor_bundle, tmp_path):
     import shutil
 
     copy = tmp_path / "anchor"
-    shutil.copytree(bundle_dir, copy)
+    shutil.copytree(actor_anchor_bundle, copy)
     (copy / "extra.txt").write_text("smuggled")
     with pytest.raises(BundleError, match="not listed"):
         load_bundle(copy)
@@ -83,6 +87,7 @@ def test_missing_unlisted_and_foreign_bundles_are_refused(bundle_dir, tmp_path):
         load_bundle(tmp_path)
 
 
+@pytest.mark.slow
 def test_building_refuses_an_existing_target_and_parts_that_do_not_fit(grid10, parts, bundle_dir, tmp_path):
     choice = TemplateChoice(grid10.clips[0]["id"], 0, 20, 0, 0, 0, 0)
     with pytest.raises(BundleError, match="already exists"):
@@ -99,6 +104,7 @@ def test_building_refuses_an_existing_target_and_parts_that_do_not_fit(grid10, p
         Presenter("Someone", " ")
 
 
+@pytest.mark.slow
 def test_bundle_command_finds_a_template_and_reports_bad_specs(grid10, parts, tmp_path):
     runner = CliRunner()
     common = ["bundle", "--dataset", str(grid10.root), "--mouth", str(parts[0]), "--renderer", str(parts[1]),
