@@ -24,14 +24,16 @@ demo: setup
 serve-demo: demo
 	$(BIN)/newsanchor serve --anchors "$$($(BIN)/python -c 'from newsanchor.demo.build import demo_cache; print(demo_cache())')"
 
-## Fast tests (seconds to a minute; no slow real-recording runs)
+## Fast tests (a few minutes; no slow real-recording runs), after the linter and the type check
 test: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow" -q
 
 ## Every test, including slow ones on the recordings in ../shared/data (what CI runs)
 test-all: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 ## Speed benchmarks (print tables; see benchmarks/RESULTS.md)

@@ -543,7 +543,7 @@ def test_write_video_sweeps_what_a_killed_writer_of_the_same_file_left(tmp_path)
 def test_ctrl_c_promises_a_resume_only_where_the_command_resumes(resumable, says_resume, capsys):
     import typer
 
-    from newsanchor.cli_common import user_errors
+    from newsanchor.cli.common import user_errors
 
     with pytest.raises(typer.Exit) as stopped:
         with user_errors(resumable=resumable):

@@ -40,6 +40,24 @@ def test_segments_are_spread_evenly_and_deterministically():
     assert choose_segments(segments, None) == segments
 
 
+def test_sample_rows_are_evenly_spread_or_the_widest_mouths():
+    from newsanchor.evaluate.renderer import _SampleRows
+
+    openness = [np.array([0.1, np.nan, 0.5, 0.2]), np.array([0.9, 0.3, 0.05])]  # 6 frames with a face
+
+    def offered(rows):
+        done = 0
+        for segment in openness:
+            for value in segment[np.isfinite(segment)]:
+                done += 1
+                rows.offer([np.full((2, 2, 3), done, np.uint8)], done, float(value))
+        return [int(r[0, 0, 0]) for r in rows.rows]
+
+    assert offered(_SampleRows(2, openness, open_mouths=False)) == [3, 6]  # every third of 6
+    assert offered(_SampleRows(2, openness, open_mouths=True)) == [2, 4]  # openings 0.5 and 0.9
+    assert offered(_SampleRows(0, openness, open_mouths=True)) == []
+
+
 def test_the_ablation_input_has_an_empty_edge_channel():
     edges = np.ones((64, 64), bool)
     landmarks = np.stack(np.meshgrid(np.linspace(20, 44, 17), np.linspace(20, 44, 4)), -1).reshape(-1, 2)[:68]

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import cv2
 import numpy as np
@@ -48,6 +48,9 @@ from .render.pix2pixhd import META_FILE as RENDERER_META, WEIGHTS_FILE as RENDER
 from .render.references import REFERENCES_FILE, ReferenceMouths, load_reference_mouths
 from .timing import SAMPLES_PER_FRAME
 from .template import TemplateChoice
+
+if TYPE_CHECKING:
+    import torch
 
 BUNDLE_FORMAT = "newsanchor-anchor"
 BUNDLE_VERSION = 1
@@ -82,12 +85,13 @@ def _pack_edges(edges: np.ndarray) -> np.ndarray:
 
 
 def _fit_dataset_jaw(dataset: PreparedDataset) -> JawModel:
-    landmarks, found = [], []
+    landmark_parts: list[np.ndarray] = []
+    found_parts: list[np.ndarray] = []
     for clip in dataset.clips:
         arrays = dataset.arrays(clip["id"])
-        landmarks.append(arrays["landmarks"])
-        found.append(arrays["face_found"])
-    landmarks, found = np.concatenate(landmarks), np.concatenate(found)
+        landmark_parts.append(arrays["landmarks"])
+        found_parts.append(arrays["face_found"])
+    landmarks, found = np.concatenate(landmark_parts), np.concatenate(found_parts)
     if len(landmarks) > JAW_FIT_FRAMES:
         keep = np.linspace(0, len(landmarks) - 1, JAW_FIT_FRAMES).round().astype(int)
         landmarks, found = landmarks[keep], found[keep]
@@ -175,7 +179,8 @@ def build_bundle(dataset_dir: str | Path, mouth_run: str | Path, renderer_run: s
             load_reference_mouths(renderer_run)  # refuses a missing or unreadable file by name
             shutil.copyfile(Path(renderer_run) / REFERENCES_FILE, building / "renderer" / REFERENCES_FILE)
         shutil.copyfile(dataset.root / MOUTH_PCA, building / MOUTH_PCA)
-        np.savez(building / JAW, **_fit_dataset_jaw(dataset).to_arrays())
+        # numpy's stubs: a **dict of arrays could also fill savez's allow_pickle: bool
+        np.savez(building / JAW, **_fit_dataset_jaw(dataset).to_arrays())  # type: ignore[arg-type]
         if background_image is not None:
             cv2.imwrite(str(building / BACKGROUND), background_image)
         template_entry = _write_template(dataset, template, building)
@@ -214,11 +219,11 @@ class AnchorBundle:
     def presenter(self) -> Presenter:
         return Presenter(**self.manifest["presenter"])
 
-    def mouth_model(self, device: str = "cpu"):
+    def mouth_model(self, device: str | torch.device = "cpu"):
         """``(model, name, config, extra)`` as :func:`load_mouth_model` returns them."""
         return load_mouth_model(self.root / "mouth", device)
 
-    def renderer(self, device: str = "cpu"):
+    def renderer(self, device: str | torch.device = "cpu"):
         """``(model, config, extra)`` as :func:`load_renderer` returns them."""
         return load_renderer(self.root / "renderer", device)
 
@@ -255,7 +260,11 @@ class AnchorBundle:
         """The studio background [H, W, 3] RGB uint8, or None."""
         if not self.manifest.get("background"):
             return None
-        return cv2.cvtColor(cv2.imread(str(self.root / self.manifest["background"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        path = self.root / self.manifest["background"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:  # only a bundle opened without verify=True can hold an unreadable file
+            raise BundleError(path, "not a readable image")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def load_bundle(path: str | Path, *, verify: bool = True) -> AnchorBundle:

@@ -7,14 +7,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .errors import NewsanchorError
 from .features.face import TrackerConfig
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a (frozen) config dataclass
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,15 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _is_tuple_type(hint: Any) -> bool:
+    """``tuple[...]``, or a union with one (``tuple[int, ...] | None``)."""
+    return hint is tuple or get_origin(hint) is tuple or any(_is_tuple_type(arg) for arg in get_args(hint)
+                                                              if get_origin(hint) is not tuple)
+
+
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """Build a (nested) frozen dataclass from plain values, refusing unknown keys by name."""
+    """Build a (nested) frozen dataclass from plain values (YAML, or the JSON of a dataset, run or
+    bundle), refusing unknown keys by name; lists become tuples where the field is a tuple."""
     if not isinstance(values, dict):
         raise NewsanchorError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = get_type_hints(cls)
@@ -64,8 +74,10 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             value = from_dict(hint, value, f"{where}.{name}")
+        elif isinstance(value, list) and _is_tuple_type(hint):
+            value = tuple(value)
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -82,3 +94,19 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     except yaml.YAMLError as err:
         raise NewsanchorError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     return from_dict(cls, values, str(path))
+
+
+def settings_for_preset(cls: type[T], config_file: str | Path | None, preset: str, given: dict[str, Any],
+                        renderer_options: dict[str, Any]) -> T:
+    """A renderer trainer's settings: ``cls``'s defaults, then the YAML file, then the options
+    ``given``; the sizes are ``preset``'s, changed by the file's ``renderer_overrides`` and by the
+    ``renderer_options`` that are not None. ``cls`` is a trainer config with fields ``config``
+    (the preset) and ``renderer_overrides``."""
+    settings: Any = load_yaml(cls, config_file) if config_file else cls()
+    if config_file and settings.config != cls().config:  # type: ignore[attr-defined]
+        raise NewsanchorError(f"{config_file}: the renderer's size is --preset on the command line, not 'config' in the file")
+    overrides = dict(settings.renderer_overrides) | {k: v for k, v in renderer_options.items() if v is not None}
+    try:
+        return dataclasses.replace(settings, config=preset, renderer_overrides=overrides, **given)
+    except (TypeError, ValueError) as err:
+        raise NewsanchorError(f"train renderer: {err}") from None

@@ -25,9 +25,10 @@ import numpy as np
 from . import __version__, media
 from .config import PrepareConfig, to_dict
 from .errors import DatasetError
-from .features.audio import MfccStats, mfcc_stats
+from .features.audio import MFCC_HZ, MfccStats, mfcc_stats
 from .features.mouth import MouthPCA, fit_mouth_pca
 from .files import write_atomic
+from .timing import SAMPLE_RATE
 
 FORMAT = "newsanchor-dataset"
 FORMAT_VERSION = 1
@@ -84,7 +85,8 @@ def write_dataset_summary(out: Path, config: PrepareConfig, clips: Sequence[dict
             mfcc_chunks.append(arrays["mfcc"])
     pca = fit_mouth_pca(np.concatenate(mouths), config.pca_components)
     stats = mfcc_stats(mfcc_chunks)
-    write_atomic(out / MOUTH_PCA, lambda tmp: np.savez(tmp, **pca.to_arrays()))
+    # numpy's stubs: a **dict of arrays could also fill savez's allow_pickle: bool
+    write_atomic(out / MOUTH_PCA, lambda tmp: np.savez(tmp, **pca.to_arrays()))  # type: ignore[arg-type]
 
     frames = sum(c["frames"] for c in clips)
     found = sum(c["frames"] * c["face_found_ratio"] for c in clips)
@@ -97,8 +99,8 @@ def write_dataset_summary(out: Path, config: PrepareConfig, clips: Sequence[dict
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fps": config.fps,
         "size": config.size,
-        "sample_rate": 16000,
-        "mfcc_hz": 100,
+        "sample_rate": SAMPLE_RATE,
+        "mfcc_hz": MFCC_HZ,
         "config": to_dict(config),
         "totals": {
             "clips": len(clips),

@@ -123,7 +123,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` on a hidden sibling of ``path`` and move the result onto ``path``
     only if it succeeded; nothing half-written is ever left under either name (and what a killed
     earlier run left is swept first)."""

@@ -107,7 +107,10 @@ class _TemplateFrames:
     def __getitem__(self, index: int) -> np.ndarray:
         if self._raw:
             return self._raw[index]
-        return cv2.cvtColor(cv2.imdecode(np.frombuffer(self._png[index], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        image = cv2.imdecode(np.frombuffer(self._png[index], np.uint8), cv2.IMREAD_COLOR)
+        if image is None:  # the PNG was encoded by _encode above
+            raise RuntimeError(f"template frame {index}: its in-memory PNG does not decode")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class AnchorPipeline:
@@ -121,7 +124,7 @@ class AnchorPipeline:
         renderer, self.renderer_config, extra = bundle.renderer(self.device)
         self.use_edges = input_uses_edges(extra)
         self.lower_face = is_lower_face(self.renderer_config)
-        self.region = self.renderer_config.region_box(bundle.size) if self.lower_face else None
+        self.region: tuple[int, int, int, int] | None = self.renderer_config.region_box(bundle.size) if self.lower_face else None
         self.runner = choose_runner(renderer, device=self.device, batch=settings.batch_size,
                                     precision=settings.precision, compiled=settings.compile_renderer)
         self.stats = MfccStats.from_dict(bundle.manifest["mfcc_stats"])
@@ -199,28 +202,35 @@ class AnchorPipeline:
                 timing["composite"] = timing.get("composite", 0.0) + time.perf_counter() - started
                 yield finished
 
+    def _region_box(self) -> tuple[int, int, int, int]:
+        """The lower-face renderer's region in the crop (set whenever ``self.lower_face``)."""
+        if self.region is None:
+            raise RuntimeError("AnchorPipeline: only a lower-face renderer has a region")
+        return self.region
+
     def _region_input(self, index: int, landmarks: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """The lower-face renderer's input ``[C, h, w]`` for template frame ``index`` with the face
         ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are."""
-        x0, y0, w, h = self.region
-        alpha = region_alpha(faces, self.region)
+        region = self._region_box()
+        x0, y0, w, h = region
+        alpha = region_alpha(faces, region)
         warp = self.renderer_config.reference_warp
         if warp == "head":
             # aligned by the eyes and nose, which the new mouth does not move: once per template
             # frame (~25 MB for a 100-frame template at 256²)
             if index not in self._aligned_references:
-                self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], self.region)
+                self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], region)
             references = self._aligned_references[index]
         else:  # bent onto the new mouth: every frame (~1.5 ms for three at 256²)
-            references = self.reference_mouths.aligned(landmarks, self.region, warp)
+            references = self.reference_mouths.aligned(landmarks, region, warp)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
-                                references, self.region,
+                                references, region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)
 
     def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Template frame ``index`` with a rendered region ``[h, w, 3]`` blended in through the
         paste-back mask of ``faces [N, 68, 2]`` (the same mask the renderer was given), colour-matched."""
-        x0, y0, w, h = self.region
+        x0, y0, w, h = self._region_box()
         # the template crop with the region replaced: paste_back maps crop pixels to the frame box
         # and blends only inside the lower-face mask (within the region, but for a face high in it)
         canvas = self.template_crops[index].copy()

@@ -27,13 +27,13 @@ from .features.audio import mfcc
 from .features.crop import CropBox, canny_edges, choose_crop_box, crop_frame, to_crop_coords
 from .features.face import smooth_landmarks, track_landmarks
 from .features.mouth import normalise_mouth
+from .timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .prepare_rerun import check_earlier_clips, check_output_dir, claim_clip_ids, earlier_clips, earlier_skips, names_of
 from .dataset import (
     CLIP_ARRAYS, CLIP_CROPS, CLIP_EDGES, CLIP_INFO, CLIPS_DIR, EdgeWriter, write_dataset_summary,
 )
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".m4v", ".mpg", ".mpeg", ".mkv", ".webm", ".avi"}
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 
 Progress = Callable[[float], None]
 
@@ -126,7 +126,7 @@ def _write_crops_and_edges(source: ClipSource, box: CropBox, wav: np.ndarray, co
             yield crop
 
     try:
-        media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=16000,
+        media.write_video(work / CLIP_CROPS, crops(), config.fps, audio=wav, sample_rate=SAMPLE_RATE,
                           crf=config.crop_crf, preset=config.crop_preset,
                           keyframe_interval=config.crop_keyframe_interval)
     finally:
@@ -145,7 +145,7 @@ def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha2
         smoothed = smooth_landmarks(np.nan_to_num(raw), found, config.landmark_smoothing)
         box = choose_crop_box(smoothed, found, config.crop_margin, config.crop_raise,
                               (source.info.width, source.info.height))
-        wav = media.read_audio(source.path, 16000, info=source.info)
+        wav = media.read_audio(source.path, SAMPLE_RATE, info=source.info)
         wav = np.pad(wav, (0, max(0, source.frames * SAMPLES_PER_FRAME - len(wav))))[: source.frames * SAMPLES_PER_FRAME]
         edge_offsets = _write_crops_and_edges(source, box, wav, config, work, progress)
         mouth = normalise_mouth(np.where(found[:, None, None], smoothed, np.nan))  # NaN where no face
@@ -155,7 +155,7 @@ def prepare_clip(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha2
             landmarks_raw=to_crop_coords(raw, box, config.size),
             face_found=found,
             mouth=mouth.astype(np.float32),
-            mfcc=mfcc(wav, 16000, n_video_frames=source.frames),
+            mfcc=mfcc(wav, SAMPLE_RATE, n_video_frames=source.frames),
             audio=np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16),
             crop_box=np.array(box.to_list(), dtype=np.int64),
             edge_offsets=edge_offsets,
@@ -211,17 +211,20 @@ def _worker_init(queue) -> None:
 
 
 def _worker_prepare(source: ClipSource, clip_dir: Path, config: PrepareConfig, sha256: str) -> dict:
+    queue = _progress_queue
+    if queue is None:
+        raise RuntimeError("_worker_prepare runs in _run_pool's workers only (their _worker_init gives the queue)")
     pending = 0.0
 
     def progress(amount: float) -> None:
         nonlocal pending
         pending += amount
         if pending >= 5:
-            _progress_queue.put(pending)
+            queue.put(pending)
             pending = 0.0
 
     summary = prepare_clip(source, clip_dir, config, sha256, progress)
-    _progress_queue.put(pending)
+    queue.put(pending)
     return summary
 
 
@@ -331,7 +334,8 @@ def prepare(inputs: Sequence[str | Path], out: str | Path, config: PrepareConfig
         advance = progress_factory(sum(s.frames for s in sources)) if progress_factory else (lambda _: None)
 
         # earlier clips stand unless replaced: by their input's new clip, or all of them with ``replace``
-        summaries: dict[str, dict] = {c.id: c.summary for c in earlier.values() if c.problem is None and not replace}
+        summaries: dict[str, dict] = {c.id: c.summary for c in earlier.values()
+                                      if c.summary is not None and c.problem is None and not replace}
         todo: list[tuple[ClipSource, str]] = []
         for source, sha in planned:
             done = finished_clip(clips_dir / source.id, sha, config)

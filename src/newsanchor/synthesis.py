@@ -166,6 +166,8 @@ def _speech(request: VideoRequest, voice: str | Path | None, speech_engine: str 
         if len(waveform) < MIN_RECORDING_SAMPLES:
             raise NewsanchorError(f"{request.name}: less than {MIN_RECORDING_SAMPLES / SAMPLE_RATE:g} s of sound")
         return waveform, None
+    if request.text is None:  # VideoRequest holds exactly one of text and recording
+        raise NewsanchorError(f"{request.name}: no script and no recording")
     from . import speech as speech_module
 
     stage(0.01, "speaking the script")

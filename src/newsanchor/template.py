@@ -102,7 +102,7 @@ def find_template(clips: dict[str, dict[str, np.ndarray]], length: int = DEFAULT
         if len(scores["speech"]) < length:
             continue
         means = [_window_means(scores[k], length) for k in ("speech", "opening", "motion")]
-        total = sum(w * m for w, m in zip(weights, means))
+        total = weights[0] * means[0] + weights[1] * means[1] + weights[2] * means[2]
         if not np.isfinite(total).any():
             continue
         start = int(np.argmin(total))

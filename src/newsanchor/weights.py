@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .config import from_dict
 from .errors import NewsanchorError
 from .files import sha256_file, write_atomic
 
@@ -35,7 +37,7 @@ class WeightsFormat:
     error: type[NewsanchorError]  # constructed as error(path, problem)
 
 
-def save_weights(fmt: WeightsFormat, path_dir: str | Path, model: torch.nn.Module, config: Any,
+def save_weights(fmt: WeightsFormat, path_dir: str | os.PathLike[str], model: torch.nn.Module, config: Any,
                  extra: dict | None = None, **fields: Any) -> Path:
     """Write the weights, then the JSON (each atomically); ``fields`` are extra top-level JSON
     keys (e.g. a registry name). Returns the JSON's path."""
@@ -63,7 +65,7 @@ def save_weights(fmt: WeightsFormat, path_dir: str | Path, model: torch.nn.Modul
     return meta_path
 
 
-def read_meta(fmt: WeightsFormat, path_dir: str | Path) -> dict:
+def read_meta(fmt: WeightsFormat, path_dir: str | os.PathLike[str]) -> dict:
     """The JSON of a saved model, checked for format, version and the keys every file has."""
     meta_path = Path(path_dir) / fmt.meta_file
     try:
@@ -86,20 +88,15 @@ def read_meta(fmt: WeightsFormat, path_dir: str | Path) -> dict:
     return meta
 
 
-def config_from_meta(fmt: WeightsFormat, path_dir: str | Path, config_class: type, values: dict) -> Any:
+def config_from_meta(fmt: WeightsFormat, path_dir: str | os.PathLike[str], config_class: type, values: dict) -> Any:
     """The config dataclass from the JSON's ``config``, refusing unknown settings by name."""
-    meta_path = Path(path_dir) / fmt.meta_file
-    known = {field.name for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise fmt.error(meta_path, f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     try:
-        return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    except (TypeError, ValueError) as err:
-        raise fmt.error(meta_path, f"config: {err}") from None
+        return from_dict(config_class, values, "config")
+    except NewsanchorError as err:
+        raise fmt.error(Path(path_dir) / fmt.meta_file, str(err)) from None
 
 
-def load_into(fmt: WeightsFormat, path_dir: str | Path, meta: dict, model: torch.nn.Module, description: str) -> None:
+def load_into(fmt: WeightsFormat, path_dir: str | os.PathLike[str], meta: dict, model: torch.nn.Module, description: str) -> None:
     """Load the weights the JSON names into ``model`` after checking their SHA-256."""
     weights_path = Path(path_dir) / str(meta["weights"].get("file", fmt.weights_file))
     if not weights_path.is_file():

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -57,13 +58,31 @@ def silence_mfcc_row(stats: MfccStats) -> np.ndarray:
     return normalise_mfcc(rows[len(rows) // 2], stats)
 
 
+class FullyConvolutional(Protocol):
+    """What single-pass inference reads of a fully convolutional model (the TCN generator)."""
+
+    @property
+    def receptive_field_video_frames(self) -> int: ...
+
+    @property
+    def mfcc_extent(self) -> tuple[int, int]: ...
+
+    def forward_sequence(self, mfcc: torch.Tensor) -> torch.Tensor: ...
+
+
+def as_fully_convolutional(model: nn.Module) -> FullyConvolutional:
+    """``model`` as a :class:`FullyConvolutional` one, for the type checker only (nn.Module types
+    the attributes of its subclasses as Tensor | Module)."""
+    return cast(FullyConvolutional, model)
+
+
 def is_fully_convolutional(model: nn.Module) -> bool:
     return bool(getattr(model, "fully_convolutional", False))
 
 
 def receptive_field_frames(model: nn.Module) -> int:
     """One-sided receptive field of a fully convolutional model, in 25 fps frames."""
-    return int(model.receptive_field_video_frames)
+    return int(as_fully_convolutional(model).receptive_field_video_frames)
 
 
 def window_geometry(window: int, drop: int) -> tuple[int, int]:
@@ -112,7 +131,7 @@ def forward_batch(model: nn.Module, batch: np.ndarray, device: torch.device, dty
     """``[B, 4N, 13]`` numpy → ``[B, N, K]`` float32 numpy."""
     x = torch.as_tensor(np.array(batch, dtype=np.float32), device=device).to(dtype)  # copy: views may be read-only
     if len(x) == 1 and device.type == "cpu" and hasattr(model, "forward_sequence") and not torch.is_autocast_enabled("cpu"):
-        return model.forward_sequence(x[0])[None].float().numpy()  # the TCN's faster CPU path, same result
+        return as_fully_convolutional(model).forward_sequence(x[0])[None].float().numpy()  # the TCN's faster CPU path, same result
     return model(x).float().cpu().numpy()
 
 
@@ -144,7 +163,8 @@ def predict_mouth_windowed(model: nn.Module, mfcc_normalised: np.ndarray, *, win
 
 def output_size(model: nn.Module) -> int:
     """``K``, the mouth coefficients per frame a model writes (its ``config.n_mouth``)."""
-    return int(model.config.n_mouth)
+    config: Any = model.config  # nn.Module types it Tensor | Module: it is the model's config dataclass
+    return int(config.n_mouth)
 
 
 def single_pass_margin(model: nn.Module, drop: int = DROP) -> int:

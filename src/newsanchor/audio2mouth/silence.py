@@ -91,10 +91,10 @@ def frame_energy_db(wav: np.ndarray, n_video_frames: int, low_cut_hz: float = 10
         ``[T]`` float64, >= -100 dBFS.
     """
     wav = np.asarray(wav, dtype=np.float32)
-    frames = np.zeros(n_video_frames * SAMPLES_PER_FRAME, dtype=np.float64)
-    kept = min(len(frames), len(wav))
-    frames[:kept] = wav[:kept]
-    frames = frames.reshape(n_video_frames, SAMPLES_PER_FRAME)
+    samples = np.zeros(n_video_frames * SAMPLES_PER_FRAME, dtype=np.float64)
+    kept = min(len(samples), len(wav))
+    samples[:kept] = wav[:kept]
+    frames = samples.reshape(n_video_frames, SAMPLES_PER_FRAME)
     window = np.hanning(SAMPLES_PER_FRAME)
     spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
     freqs = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE)

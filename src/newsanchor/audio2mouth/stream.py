@@ -39,6 +39,7 @@ from ..timing import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .infer import (
     DROP,
     WINDOW,
+    as_fully_convolutional,
     evaluating,
     forward_batch,
     is_fully_convolutional,
@@ -100,7 +101,7 @@ class MouthStreamer:
         if self.single_pass:
             self.context = receptive_field_frames(model)
             self.margin = single_pass_margin(model, drop)  # pad frames in front, as offline
-            _, hi = model.mfcc_extent
+            _, hi = as_fully_convolutional(model).mfcc_extent
             self.right_rows = hi  # frame t needs rows up to 4t + hi
         else:
             self.margin = drop

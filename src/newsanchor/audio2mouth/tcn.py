@@ -22,7 +22,9 @@ A kernel-3 stride-2 layer would shift every output half an input frame into the 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -79,7 +81,7 @@ class TCNConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
-def conv_chain_extent(convs: list[nn.Conv1d]) -> tuple[int, int, int]:
+def conv_chain_extent(convs: Sequence[nn.Conv1d]) -> tuple[int, int, int]:
     """Which inputs a chain of Conv1d layers (in forward order) reads for one output.
 
     Output ``i`` of the chain depends on inputs ``stride * i + lo .. stride * i + hi``.
@@ -137,7 +139,12 @@ class TCNBlock(nn.Module):
     @property
     def longest_conv_path(self) -> list[nn.Conv1d]:
         """The convolutions on the longest input→output path (the 1×1 residuals are shorter)."""
-        return [conv for level in self.levels for conv in (level.conv1, level.conv2)]
+        return [conv for level in self.typed_levels for conv in (level.conv1, level.conv2)]
+
+    @property
+    def typed_levels(self) -> list[_TCNLevel]:
+        """``levels`` as what they are (torch types a ModuleList's items as plain Modules)."""
+        return cast("list[_TCNLevel]", list(self.levels))
 
     @property
     def context(self) -> int:
@@ -150,7 +157,11 @@ class TCNBlock(nn.Module):
         for level in self.levels:
             x, skip = level(x)
             skips = skip if skips is None else skips + skip
-        return skips if self.use_skip_connections else x
+        if not self.use_skip_connections:
+            return x
+        if skips is None:  # TCNConfig refuses empty dilations
+            raise ValueError("TCNBlock: no levels (dilations is empty)")
+        return skips
 
 
 # ---------------------------------------------------------------- time-major inference path
@@ -161,10 +172,12 @@ class TCNBlock(nn.Module):
 
 def _same_conv_time_major(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """A stride-1 zero-padded Conv1d on ``h [N, C_in]`` → ``[N, C_out]``, equal to ``conv``."""
+    if isinstance(conv.padding, str):  # this model's convolutions have numeric padding
+        raise ValueError(f"time-major convolution: numeric padding needed, not {conv.padding!r}")
     taps = conv.weight.permute(2, 1, 0).contiguous()  # [k, in, out]: each tap a unit-stride GEMM operand
     (dilation,), padding, n = conv.dilation, conv.padding[0], h.shape[0]
     offsets = [j * dilation - padding for j in range(conv.kernel_size[0])]
-    out = torch.addmm(conv.bias, h, taps[offsets.index(0)])
+    out = torch.addmm(_bias(conv), h, taps[offsets.index(0)])
     for tap, offset in zip(taps, offsets):
         if offset == 0 or abs(offset) >= n:  # centre done; a tap wholly in the padding adds nothing
             continue
@@ -175,6 +188,13 @@ def _same_conv_time_major(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     return out
 
 
+def _bias(conv: nn.Conv1d) -> torch.Tensor:
+    """The bias of a convolution (typed Optional: None only with bias=False, which no layer here uses)."""
+    if conv.bias is None:
+        raise ValueError("time-major convolution: the layer has no bias")
+    return conv.bias
+
+
 def _stride2_conv_time_major(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """The kernel-4, stride-2, padding-1 Conv1d on ``h [N, C_in]`` (N even) → ``[N/2, C_out]``:
     ``out[i] = b + W0 x[2i-1] + W1 x[2i] + W2 x[2i+1] + W3 x[2i+2]``."""
@@ -182,7 +202,7 @@ def _stride2_conv_time_major(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     n, channels = h.shape
     taps = conv.weight.permute(2, 1, 0).contiguous()  # [4, in, out]
     pairs = h.reshape(n // 2, 2 * channels)  # row i = [x[2i], x[2i+1]]
-    out = torch.addmm(conv.bias, pairs, taps[1:3].reshape(2 * channels, -1))
+    out = torch.addmm(_bias(conv), pairs, taps[1:3].reshape(2 * channels, -1))
     if n > 2:
         out[1:].addmm_(h[1:-2:2], taps[0])  # x[2i-1], i >= 1
         out[:-1].addmm_(h[2::2], taps[3])  # x[2i+2], i <= N/2 - 2
@@ -238,25 +258,30 @@ class TCNGenerator(nn.Module):
         """
         check_mfcc_input(mfcc[None], self.config.n_mfcc, "TCNGenerator")
         h = mfcc
-        for conv in self.frontend:
+        for conv in cast("Iterable[nn.Conv1d]", self.frontend):  # torch types a ModuleList's items as Modules
             conv_time_major = _stride2_conv_time_major if conv.stride == (2,) else _same_conv_time_major
             h = torch.relu_(conv_time_major(h, conv))
         skips = None
-        for level in self.tcn.levels:
+        for level in self.tcn.typed_levels:
             a = torch.relu_(_same_conv_time_major(h, level.conv1))
             a = torch.relu_(_same_conv_time_major(a, level.conv2))
-            residual = h if isinstance(level.residual, nn.Identity) else _same_conv_time_major(h, level.residual)
+            # the residual is an Identity or a 1×1 Conv1d
+            residual = _same_conv_time_major(h, level.residual) if isinstance(level.residual, nn.Conv1d) else h
             h = residual.add_(a).relu_()  # in place: h is this pass's own intermediate
             if self.tcn.use_skip_connections:
                 skips = a if skips is None else skips.add_(a)
-        h = skips if self.tcn.use_skip_connections else h
+        if self.tcn.use_skip_connections:
+            if skips is None:  # TCNConfig refuses empty dilations
+                raise ValueError("TCNGenerator: no TCN levels (dilations is empty)")
+            h = skips
         return nn.functional.linear(torch.relu_(self.fc1(h)), self.fc2.weight, self.fc2.bias)
 
     @property
     def mfcc_extent(self) -> tuple[int, int]:
         """``(lo, hi)``: mouth frame ``t`` reads MFCC rows ``4t + lo .. 4t + hi`` (zero-padded
         outside the input). Computed from the layers: front end, then the TCN's longest path."""
-        lo, hi, stride = conv_chain_extent(list(self.frontend) + self.tcn.longest_conv_path)
+        frontend = cast("list[nn.Conv1d]", list(self.frontend))  # torch types a ModuleList's items as Modules
+        lo, hi, stride = conv_chain_extent(frontend + self.tcn.longest_conv_path)
         assert stride == MFCC_PER_VIDEO_FRAME
         return lo, hi
 

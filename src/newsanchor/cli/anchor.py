@@ -1,9 +1,4 @@
-"""Command line, part 2: making and using anchors — bundle, synthesize, evaluate lipsync, demo, serve.
-
-:mod:`newsanchor.cli` adds these commands to its app with :func:`register`; the helpers both
-parts share (errors, progress bars) are :mod:`newsanchor.cli_common`'s, so neither part
-imports the other's internals and this module does not import :mod:`newsanchor.cli` at all.
-"""
+"""``newsanchor bundle``, ``synthesize`` and ``demo``: making an anchor and making it speak."""
 
 from __future__ import annotations
 
@@ -14,18 +9,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import frame_progress, step_progress, stderr, user_errors
-from .errors import NewsanchorError
-from .files import check_output_path, remove_stale_temporaries
-from .progress import done_of_total
-from .speech.text import MAX_SCRIPT_CHARS
+from ..errors import NewsanchorError
+from ..files import check_output_path, remove_stale_temporaries
+from ..progress import done_of_total
+from ..speech.text import MAX_SCRIPT_CHARS
+from .common import frame_progress, step_progress, stderr, user_errors
 
 PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
                   "Written into the mp4's metadata; the same inputs and precision give the same frames.")
 
 
-def _checked_precision(precision: str) -> str:
-    from .render.runtime import PRECISIONS
+def checked_precision(precision: str) -> str:
+    from ..render.runtime import PRECISIONS
 
     if precision not in PRECISIONS:
         raise NewsanchorError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -44,8 +39,8 @@ def bundle_command(
     background: Annotated[Optional[Path], typer.Option(help="Studio background image for green-screen recordings.")] = None,
 ) -> None:
     """Assemble an anchor bundle: models, PCA, jaw regression, template, consent — checksummed."""
-    from .bundle import Presenter, build_bundle
-    from .template import template_in_dataset
+    from ..bundle import Presenter, build_bundle
+    from ..template import template_in_dataset
 
     with user_errors():
         choice = template_in_dataset(dataset, template, template_frames)
@@ -81,16 +76,16 @@ def synthesize_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Make the anchor speak: a script (or a speech recording) in, a finished, labelled mp4 out."""
-    from .bundle import load_bundle
-    from .composite.overlay import DisclosureConfig
-    from .pipeline import AnchorPipeline, SynthesisSettings
-    from .synthesis import VideoRequest, make_video
+    from ..bundle import load_bundle
+    from ..composite.overlay import DisclosureConfig
+    from ..pipeline import AnchorPipeline, SynthesisSettings
+    from ..synthesis import VideoRequest, make_video
 
     with user_errors():
         # the arguments, the outputs and the script are checked before the models load
         if sum(x is not None for x in (text, text_file, audio)) != 1:
             raise NewsanchorError("give exactly one of --text, --text-file or --audio")
-        _checked_precision(precision)
+        checked_precision(precision)
         if captions is not None and audio is not None:
             raise NewsanchorError("--captions needs a script (--text or --text-file); a recording has no text")
         if burn_captions and audio is not None:
@@ -116,7 +111,7 @@ def synthesize_command(
             raise NewsanchorError(f"{script_source}: the script has {len(text):,} characters, more than the limit of "
                                   f"{max_chars:,}; split it into several videos or raise --max-chars")
         if text is not None:
-            from .speech import ScriptError, SpeechError, check_script, voice_letter_scripts
+            from ..speech import ScriptError, SpeechError, check_script, voice_letter_scripts
 
             try:
                 check_script(text, voice_letter_scripts(voice))
@@ -161,31 +156,6 @@ def _studio_image(path: Path):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def evaluate_lipsync_command(
-    anchor: Annotated[Path, typer.Argument(help="Anchor bundle directory (`newsanchor bundle`).")],
-    recordings: Annotated[list[Path], typer.Argument(help="Speech to drive it with, joined in order: videos of a person saying it (then also the real reference) or audio files.")],
-    out_video: Annotated[Path, typer.Option("--out-video", help="Where to keep the synthesised video (mp4).")],
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON line.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-) -> None:
-    """Lip sync measured from outside: dlib on every output frame, mouth opening against the speech envelope, beside the real recordings."""
-    from .evaluate.lipsync import evaluate_lipsync, markdown_table
-
-    with user_errors():
-        check_output_path(out_video, suffixes=(".mp4",))
-        with frame_progress("lip sync", not quiet) as factory:
-            bars: dict = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in bars:
-                    bars[stage] = done_of_total(factory)
-                bars[stage](done, total)
-
-            result = evaluate_lipsync(anchor, recordings, out_video, device=device, progress=progress)
-        print(json.dumps(result, allow_nan=False) if as_json else markdown_table(result))
-
-
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="mp4 file to write.")] = Path("demo.mp4"),
     text: Annotated[Optional[str], typer.Option(help="Another news script for the demo anchor to read.")] = None,
@@ -194,7 +164,7 @@ def demo_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Offline demo: build an anchor from a synthetic actor (first run ~8 min on 2 idle cores, then cached) and make it read the news."""
-    from .demo.build import DEMO_SCRIPT, DemoHooks, run_demo
+    from ..demo.build import DEMO_SCRIPT, DemoHooks, run_demo
 
     started = time.perf_counter()
 
@@ -216,32 +186,30 @@ def demo_command(
                          f"({result['total_seconds']:.0f} s in all)", markup=False, soft_wrap=True)
 
 
-def serve_command(
-    anchors: Annotated[Path, typer.Option(help="Folder of anchor bundles, one sub-folder each (also keeps the job database, outputs and token).")],
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback requires a bearer token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes rendering jobs in parallel.")] = 1,
-    db: Annotated[Optional[str], typer.Option(help="Job database: a SQLite file (default: ANCHORS/.newsanchor-jobs.sqlite), or postgresql://user@host/db to share one queue between machines.")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="NEWSANCHOR_TOKEN", help="Bearer token clients must send (default beyond loopback: a random one saved in ANCHORS/.newsanchor-token).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… for the workers (default: cuda when present).")] = None,
-    compile_renderer: Annotated[bool, typer.Option("--compile", help="Workers compile each anchor's renderer on first use: ~40 s once, then ~1.4× faster frames on CPUs.")] = False,
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
-    allowed_host: Annotated[Optional[list[str]], typer.Option(help="A name clients reach the service by (e.g. behind a reverse proxy), beside localhost and --host; repeatable. Requests naming another host are refused.")] = None,
-    trusted_proxy: Annotated[Optional[list[str]], typer.Option(help="IP address or network of a reverse proxy whose X-Forwarded-For names the client; repeatable (default: the header is ignored).")] = None,
+def anchor_check_command(
+    recordings: Annotated[list[Path], typer.Argument(help="The presenter's recordings (video files with sound).", show_default=False)],
+    size: Annotated[int, typer.Option(help="Face crop side the anchor will be trained at: 256 (CPUs) or 512 (the paper's).")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measurements and problems as one JSON line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Run the newsroom: a web page and REST API (docs at /docs) queueing videos for worker processes."""
-    from .serve.service import run_service
+    """Check recordings before an anchor is trained from them: every problem at once, with what to re-record. Writes nothing."""
+    import dataclasses
+
+    from ..recording_check import RecordingRequirements, check_recordings
 
     with user_errors():
-        run_service(anchors, host=host, port=port, workers=workers, db=db, token=token, device=device,
-                    compile_renderer=compile_renderer, precision=_checked_precision(precision), allowed_hosts=tuple(allowed_host or ()),
-                    trusted_proxies=tuple(trusted_proxy or ()))
-
-
-def register(app: typer.Typer, evaluate_app: typer.Typer) -> None:
-    """Add this module's commands to the ``newsanchor`` app and its ``evaluate`` group."""
-    app.command("bundle")(bundle_command)
-    app.command("synthesize")(synthesize_command)
-    evaluate_app.command("lipsync")(evaluate_lipsync_command)
-    app.command("demo")(demo_command)
-    app.command("serve")(serve_command)
+        if size not in (256, 512):
+            raise NewsanchorError(f"--size {size}: choose 256 or 512")
+        with frame_progress("check recordings", not quiet) as factory:
+            report = check_recordings(recordings, RecordingRequirements(crop_size=size), progress=done_of_total(factory))
+        if as_json:
+            print(json.dumps({"ok": report.ok, "total_speech_s": round(report.total_speech_s, 2),
+                              "problems": [{"path": str(p.path) if p.path else None, "check": p.check, "message": p.message}
+                                           for p in report.problems],
+                              "recordings": [{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(s).items()}
+                                             for s in report.recordings]}, allow_nan=False))
+        else:
+            for line in report.lines():
+                print(line)
+        if not report.ok:
+            raise typer.Exit(1)

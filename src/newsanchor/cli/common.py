@@ -1,7 +1,4 @@
-"""What every ``newsanchor`` command shares: one-line errors, progress bars, the stderr console.
-
-Imported by :mod:`newsanchor.cli` and :mod:`newsanchor.cli_anchor`; imports neither.
-"""
+"""What every ``newsanchor`` command shares: one-line errors, progress bars, the stderr console."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import NewsanchorError
+from ..errors import NewsanchorError
 
 stderr = Console(stderr=True)
 LOG_EVERY_S = 10.0

@@ -197,7 +197,8 @@ def disclosure_rect(shape: Sequence[int],
                       margin=config.margin)
 
 
-def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+def _overlaps(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Whether two ``(x, y, w, h)`` rectangles overlap."""
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 

@@ -294,7 +294,7 @@ class SyntheticActor:
         half = max(abs(inner[4, 0] - inner[0, 0]) / 2, 1.0)
         across = (np.arange(x0, x1) - (inner[4, 0] + inner[0, 0]) / 2) / half
         teeth *= np.clip(1 - 0.7 * across**2, 0.25, 1)[None, :, None]
-        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        roi: np.ndarray = frame[y0:y1, x0:x1].astype(np.float32)
         roi = roi * (1 - shade) + self._cavity * shade
         roi = roi * (1 - teeth) + self._teeth * teeth
         frame[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)

@@ -114,7 +114,7 @@ class DemoHooks:
     """How the demo reports progress (the CLI passes bars; tests pass nothing).
 
     stage(name): a stage starts. frames(label): context manager yielding a ``total →
-    advance(n)`` factory (see ``newsanchor.cli_common.frame_progress``). steps(label): context
+    advance(n)`` factory (see ``newsanchor.cli.common.frame_progress``). steps(label): context
     manager yielding an ``on_step(step, total, losses)`` callback.
     """
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..features.face import FaceTracker
-from ..features.mouth import MOUTH
+from ..features.mouth import MOUTH, mouth_box  # noqa: F401 (mouth_box: the box these metrics are measured in)
 
 
 def psnr(rendered: np.ndarray, real: np.ndarray) -> float:
@@ -35,17 +35,6 @@ def ssim(rendered: np.ndarray, real: np.ndarray) -> float:
     cov = blur(a * b) - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return float(ssim_map.mean())
-
-
-def mouth_box(landmarks: np.ndarray, size: int, margin: float = 0.25) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of a box around the mouth points of landmarks [68, 2] (crop pixels),
-    widened by ``margin`` × its width on every side and clipped to the [size, size] crop."""
-    mouth = landmarks[MOUTH]
-    lo, hi = mouth.min(axis=0), mouth.max(axis=0)
-    pad = margin * (hi[0] - lo[0])
-    x0, y0 = np.floor(lo - pad).astype(int)
-    x1, y1 = np.ceil(hi + pad).astype(int)
-    return max(0, x0), max(0, y0), min(size, x1 + 1), min(size, y1 + 1)
 
 
 def crop_box(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

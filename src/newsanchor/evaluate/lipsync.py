@@ -38,7 +38,7 @@ import numpy as np
 
 from ..features.face import detect_faces, landmarks_in_box
 from ..media import iter_video_frames, probe, read_audio
-from ..timing import FPS, SAMPLES_PER_FRAME
+from ..timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 OUTER_EYE_CORNERS = (36, 45)
@@ -105,7 +105,7 @@ def measure_video(path: str | Path, *, on_frame: Callable[[], None] | None = Non
         opening.append(math.nan if landmarks is None else mouth_opening(landmarks))
         if on_frame is not None:
             on_frame()
-    envelope = speech_envelope(read_audio(path, 16000, info=info), len(found))
+    envelope = speech_envelope(read_audio(path, SAMPLE_RATE, info=info), len(found))
     return LipSyncTrack(np.array(found, bool), np.array(opening, np.float64), envelope)
 
 
@@ -166,7 +166,7 @@ def lipsync_scores(track: LipSyncTrack) -> LipSyncScores:
     """Scores of one track (see the module notes); NaN where undefined (no face, no pause)."""
     lags = {lag: _lagged(track, lag) for lag in range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1)}
     finite = {lag: r for lag, r in lags.items() if not math.isnan(r)}
-    best = max(finite, key=finite.get) if finite else 0
+    best = max(finite, key=finite.__getitem__) if finite else 0
     pauses = pause_mask(track.envelope)
     speaking = ~quiet_mask(track.envelope)
 
@@ -281,7 +281,7 @@ def speech_of_recordings(recordings: list[Path]) -> tuple[np.ndarray, list[int],
     parts, frames, all_video = [], [], True
     for path in recordings:
         info = probe(path, require_video=False)
-        wav = read_audio(path, 16000, info=info)
+        wav = read_audio(path, SAMPLE_RATE, info=info)
         n = count_output_frames(info, FPS) if info.has_video else math.ceil(len(wav) / SAMPLES_PER_FRAME)
         all_video &= bool(info.has_video)
         part = np.zeros(n * SAMPLES_PER_FRAME, np.float32)

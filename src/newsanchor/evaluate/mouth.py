@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -80,8 +82,15 @@ def _mean_over_seeds(per_run: list[list[ClipErrors]]) -> list[ClipErrors]:
     return merged
 
 
+class Bootstrap(TypedDict):
+    """:func:`paired_bootstrap`'s result."""
+
+    relative_difference: float
+    ci95: list[float]
+
+
 def paired_bootstrap(model: list[ClipErrors], reference: list[ClipErrors], *, key: str = "mse",
-                     samples: int = 2000, seed: int = 0) -> dict[str, float]:
+                     samples: int = 2000, seed: int = 0) -> Bootstrap:
     """Relative difference of ``key`` (model / reference − 1) with a 95% interval from resampling
     test clips with replacement (the same clips for both)."""
     rng = np.random.default_rng(seed)
@@ -137,7 +146,7 @@ def timing_table(model_names: list[str], batch_size: int = 64, seconds_of_audio:
     return table
 
 
-def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap_samples: int = 2000,
+def evaluate_mouth(dataset_dir: str | Path, runs: Sequence[str | Path], *, bootstrap_samples: int = 2000,
                    timing: bool = True) -> dict:
     """Table 1 (+ Table 2 and Figure 5 data) for the runs on the dataset's test split."""
     models = [load_mouth_model(run) for run in runs]  # unreadable runs fail before any work
@@ -180,7 +189,7 @@ def evaluate_mouth(dataset_dir: str | Path, runs: list[str | Path], *, bootstrap
                     "test": {"clips": len(test), "frames": int(sum(len(s) for s in test)), "windows": len(windows)}}
     merged = {name: _mean_over_seeds(r) for name, r in per_model.items()}
     for name, errors in merged.items():
-        entry = _metrics(errors)
+        entry: dict[str, Any] = _metrics(errors)
         entry["seeds"] = len(per_model[name])
         entry["per_seed"] = [_metrics(r) for r in per_model[name]]
         entry["vs_mean_predictor"] = entry["mse"] / result["mean_predictor"]["mse"] - 1

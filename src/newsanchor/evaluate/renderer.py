@@ -26,22 +26,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..dataset import PreparedDataset
+from ..dataset import PreparedDataset, Segment, dataset_split
 from ..errors import NewsanchorError
 from ..facemap.draw import lower_face_mask
 from ..features.face import FaceTracker
 from ..features.mouth import MOUTH
 from ..render.inputs import (appearance_reference, compose_region, input_uses_edges, lower_face_input, region_alpha,
                              renderer_input)
+from ..render.lower_face import LowerFaceConfig
 from ..render.pix2pixhd import is_lower_face, load_renderer
 from ..render.references import load_reference_mouths, mouth_openness
 from ..render.runtime import RendererRunner, resolve_precision
-from ..dataset import Segment, dataset_split
 from .image_metrics import crop_box, identity_distance, laplacian_variance, mouth_box, psnr, ssim
 
 METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "flicker_face", "sharpness_ratio",
@@ -189,14 +189,17 @@ class _RendererUnderTest:
             out = self.runner.render(np.stack([renderer_input(f.edges, f.landmarks, reference, use_edges=self.use_edges)
                                                for f in frames]))
             return out, out
+        config, references = self.config, self.references
+        if not isinstance(config, LowerFaceConfig) or references is None:  # both hold whenever lower_face does
+            raise RuntimeError("a lower-face renderer without its config or reference mouths")
         size = static.real.shape[0]
-        box = self.config.region_box(size)
+        box = config.region_box(size)
         x0, y0, w, h = box
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
-                                   self.references.aligned(f.landmarks, box, self.config.reference_warp), box,
+                                   references.aligned(f.landmarks, box, config.reference_warp), box,
                                    use_edges=self.use_edges,
-                                   masked_frame=self.config.masked_frame)
+                                   masked_frame=config.masked_frame)
                   for f, a in zip(frames, alphas)]
         regions = self.runner.render(np.stack(inputs))
         on_static = np.repeat(static.real[None], len(frames), axis=0)
@@ -234,7 +237,10 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
         nonlocal scored
         if not pending:
             return
-        outputs = {name: r.crops(pending, reference, static) for name, r in renderers.items()}
+        first = static
+        if first is None:  # set with the first frame that goes into pending
+            raise RuntimeError("renderer evaluation: frames pending before the static frame")
+        outputs = {name: r.crops(pending, reference, first) for name, r in renderers.items()}
         for j, frame in enumerate(pending):
             keep_out = lower_face_mask(frame.landmarks, frame.real.shape[0])
             identity = scored % IDENTITY_EVERY == 0
@@ -242,14 +248,14 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
                 in_frame, on_static = outputs[name]
                 result.scores[name].add(in_frame[j], frame.real, frame.landmarks, keep_out, whole=on_static[j],
                                         identity=identity)
-            result.static.add(static.real, frame.real, frame.landmarks, keep_out, identity=identity)
+            result.static.add(first.real, frame.real, frame.landmarks, keep_out, identity=identity)
             on_real = real_tracker.update(np.ascontiguousarray(frame.real))
             result.real_lmd.append(np.nan if on_real is None else
                                    float(np.linalg.norm(on_real[MOUTH] - frame.landmarks[MOUTH], axis=-1).mean()))
             result.real_flicker.add(frame.real, keep_out)
             result.real_flicker_face.add(frame.real, ~keep_out)
             scored += 1
-            on_frame([static.real] + [outputs[n][0][j] for n in renderers] + [frame.real])
+            on_frame([first.real] + [outputs[n][0][j] for n in renderers] + [frame.real])
         pending.clear()
 
     for k, real, edges in _segment_frames(dataset, segment):
@@ -268,7 +274,41 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
                      "lmd": _finite_mean(result.real_lmd)}}
 
 
-def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips: int | None = None,
+class _SampleRows:
+    """Chooses the sample rows of a samples PNG while frames are scored: ``wanted`` rows evenly
+    spread over ``total`` frames, or (``open_mouths``) the frames whose real mouth opening (from
+    ``openness``, [T] per segment, NaN where no face) is among the ``wanted`` widest."""
+
+    def __init__(self, wanted: int, openness: list[np.ndarray], open_mouths: bool):
+        self.wanted, self.open_mouths = wanted, open_mouths
+        self.rows: list[np.ndarray] = []
+        total = int(sum(np.isfinite(o).sum() for o in openness))
+        self.every = max(1, total // wanted) if wanted else 0
+        widest = np.sort(np.concatenate([o[np.isfinite(o)] for o in openness]))[::-1]
+        self.threshold = widest[min(wanted, len(widest)) - 1] if wanted and len(widest) else np.inf
+
+    def offer(self, row: list[np.ndarray], done: int, openness: float) -> None:
+        """Frame number ``done`` (1-based, over all segments), its row of images [S, S, 3] each."""
+        if len(self.rows) >= self.wanted:
+            return
+        if (openness >= self.threshold) if self.open_mouths else (done % self.every == 0):
+            self.rows.append(np.concatenate(row, axis=1))
+
+
+def _test_segments(dataset: PreparedDataset, clips: int | None, renderers: dict[str, _RendererUnderTest]) -> list[Segment]:
+    """The held-out segments to score (``clips`` of them evenly spread, or all), after checking
+    that every renderer fits the dataset's crop size."""
+    test = choose_segments(dataset_split(dataset)["test"], clips)
+    if not test:
+        raise NewsanchorError(f"{dataset.root}: the test split is empty; prepare more recordings")
+    for name, r in renderers.items():
+        if dataset.size % r.config.size_multiple:
+            raise NewsanchorError(f"{name}: the renderer needs a crop size that is a multiple of "
+                                  f"{r.config.size_multiple}; {dataset.root} has {dataset.size}")
+    return test
+
+
+def evaluate_renderers(dataset_dir: str | Path, runs: Sequence[str | Path], *, clips: int | None = None,
                        batch_size: int = 8, device: str | None = None, precision: str = "auto",
                        samples: int = 0, on_frames: Callable[[int, int], None] | None = None,
                        sample_open_mouths: bool = False) -> dict:
@@ -285,6 +325,7 @@ def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips
         ``{"dataset", "segments", "frames", "runs": {run: {metric: median}}, "baseline_static":
         {...}, "real": {"flicker", "lmd"}, "per_segment": [...], "samples": [RGB arrays]}``.
     """
+    # 1. the renderers and the held-out segments
     device_t = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         precision = resolve_precision(precision, device_t)
@@ -292,41 +333,29 @@ def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips
         raise NewsanchorError(str(err)) from None
     renderers = {str(run): _RendererUnderTest(Path(run), device_t, precision) for run in runs}
     dataset = PreparedDataset(dataset_dir)
-    test = choose_segments(dataset_split(dataset)["test"], clips)
-    if not test:
-        raise NewsanchorError(f"{dataset.root}: the test split is empty; prepare more recordings")
-    for name, r in renderers.items():
-        if dataset.size % r.config.size_multiple:
-            raise NewsanchorError(f"{name}: the renderer needs a crop size that is a multiple of "
-                                  f"{r.config.size_multiple}; {dataset.root} has {dataset.size}")
+    test = _test_segments(dataset, clips, renderers)
     openness = [mouth_openness(dataset.arrays(s.clip)["landmarks"][s.start:s.stop]) for s in test]
     total = int(sum(np.isfinite(o).sum() for o in openness))
-    if sample_open_mouths and samples:
-        widest = np.sort(np.concatenate([o[np.isfinite(o)] for o in openness]))[::-1]
-        threshold = widest[min(samples, len(widest)) - 1]
-    sample_every = max(1, total // samples) if samples else 0
-    sample_rows: list[np.ndarray] = []
+    sample_rows = _SampleRows(samples, openness, sample_open_mouths)
+
+    # 2. every segment scored, frame by frame (the frames with a face)
     done = 0
     per_segment: list[dict] = []
     for segment, segment_openness in zip(test, openness):
-        wide = iter(np.flatnonzero(np.isfinite(segment_openness)))
+        with_face = iter(np.flatnonzero(np.isfinite(segment_openness)))
 
         def on_frame(row: list[np.ndarray]) -> None:
             nonlocal done
             done += 1
-            position = next(wide)
-            if not samples or len(sample_rows) >= samples:
-                pass
-            elif sample_open_mouths and segment_openness[position] >= threshold:
-                sample_rows.append(np.concatenate(row, axis=1))
-            elif not sample_open_mouths and done % sample_every == 0:
-                sample_rows.append(np.concatenate(row, axis=1))
+            sample_rows.offer(row, done, float(segment_openness[next(with_face)]))
             if on_frames and done % batch_size == 0:
                 on_frames(done, total)
 
         per_segment.append(_evaluate_segment(dataset, segment, renderers, batch_size, on_frame))
     if on_frames:
         on_frames(total, total)
+
+    # 3. medians over the segments
     result = {
         "dataset": str(dataset.root), "segments": len(test), "frames": total, "precision": precision,
         "runs": {name: summarise([p["runs"][name] for p in per_segment]) for name in renderers},
@@ -335,7 +364,7 @@ def evaluate_renderers(dataset_dir: str | Path, runs: list[str | Path], *, clips
         "per_segment": per_segment,
     }
     if samples:
-        result["samples"] = sample_rows
+        result["samples"] = sample_rows.rows
     return result
 
 

@@ -99,7 +99,7 @@ def lower_face_mask(landmarks: np.ndarray, size: int, *, margin: float = DEFAULT
     landmarks = _check_landmarks(landmarks, "lower_face_mask")
     if margin < 0:
         raise ValueError(f"lower_face_mask: margin must be >= 0, got {margin}")
-    mask = np.zeros((size, size), dtype=np.uint8)
+    mask: np.ndarray = np.zeros((size, size), dtype=np.uint8)
     polygon = _fixed_point(landmarks[list(_LOWER_FACE_POLYGON)])
     cv2.fillPoly(mask, [polygon], 1, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
     radius = round(margin * float(face_pose(landmarks).scale))

@@ -129,7 +129,8 @@ def landmarks_in_box(image: np.ndarray, box: Box) -> np.ndarray:
 
 
 @cache
-def _detector() -> dlib.fhog_object_detector:
+def face_detector() -> dlib.fhog_object_detector:
+    """dlib's frontal face detector (HOG), loaded once per process."""
     return dlib.get_frontal_face_detector()
 
 
@@ -164,7 +165,7 @@ def detect_faces(gray: np.ndarray, full_frame_side: int = 640) -> list[tuple[Box
     if factor < 0.75:  # faces too small for the downscaled copy: search the full frame
         attempts.append((gray, 1.0, 1))
     for image, scale, upsample in attempts:
-        rects, scores, _ = _detector().run(image, upsample, 0.0)
+        rects, scores, _ = face_detector().run(image, upsample, 0.0)
         if rects:
             return [(Box.from_dlib(r, scale), float(s)) for r, s in zip(rects, scores)]
     return []
@@ -222,7 +223,7 @@ class FaceTracker:
         if region is None:
             return None
         patch, scale, x0, y0 = region
-        rects, _, _ = _detector().run(patch, 0, 0.0)
+        rects, _, _ = face_detector().run(patch, 0, 0.0)
         boxes = [Box.from_dlib(r, scale, x0, y0) for r in rects]
         if not boxes:
             return None
@@ -278,7 +279,7 @@ class FaceTracker:
         if landmarks is None:
             self._last_landmarks = None
             return None
-        if from_detection:
+        if from_detection and box is not None:  # from_detection: box is the detection
             self._learn_relation(box, landmarks)
         if is_key:
             self.detections += 1

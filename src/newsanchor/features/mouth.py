@@ -169,6 +169,17 @@ def denormalise_mouth(mouth: np.ndarray, pose: FacePose) -> np.ndarray:
     return centre + scale * _rotate(mouth, angle)
 
 
+def mouth_box(landmarks: np.ndarray, size: int, margin: float = 0.25) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a box around the mouth points of landmarks [68, 2] (crop pixels),
+    widened by ``margin`` × its width on every side and clipped to the [size, size] crop."""
+    mouth = landmarks[MOUTH]
+    lo, hi = mouth.min(axis=0), mouth.max(axis=0)
+    pad = margin * (hi[0] - lo[0])
+    x0, y0 = np.floor(lo - pad).astype(int)
+    x1, y1 = np.ceil(hi + pad).astype(int)
+    return max(0, x0), max(0, y0), min(size, x1 + 1), min(size, y1 + 1)
+
+
 def mouth_size(mouth: np.ndarray) -> np.ndarray:
     """Mouth width and inner-lip opening, in the units of ``mouth`` (IOD for normalised mouths).
 

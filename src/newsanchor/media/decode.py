@@ -6,12 +6,13 @@ import math
 import os
 from fractions import Fraction
 from itertools import chain
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, cast
 
 import av
 import numpy as np
 
 from ..errors import MediaError
+from ..timing import SAMPLE_RATE
 from .streams import (_AvError, _RESEEK_GAP, MediaInfo, _audio_stream, _frame_rate, _open, _reason,
                     _video_stream, probe)
 
@@ -57,8 +58,12 @@ def _timed_frames(container, stream, path: str, of_s: float) -> Iterator[tuple[F
     """(start, duration, frame) with exact times in seconds from the first frame."""
     tb = Fraction(stream.time_base) if stream.time_base else None
     interval = 1 / (_frame_rate(stream) or Fraction(25))
-    origin, time, duration = None, None, None
-    for frame in _decoded(container, stream, path, of_s):
+    origin: int | None = None
+    time: Fraction | None = None
+    duration = interval  # replaced by each frame's own before the next one needs it
+    # a video stream decodes to VideoFrames; PyAV types Packet.decode() as the base Frame
+    frames = cast("Iterator[av.VideoFrame]", _decoded(container, stream, path, of_s))
+    for frame in frames:
         if frame.pts is not None and tb is not None:
             origin = frame.pts if origin is None else origin
             time = (frame.pts - origin) * tb
@@ -94,8 +99,10 @@ def _resampled(path: str, rate: Fraction, total: int, info: MediaInfo) -> Iterat
         stream.thread_type = "AUTO"
         decoded = _timed_frames(container, stream, path, info.video_duration_s)
         current = next(decoded, None)
-        if current is None and total:
-            raise MediaError(path, "no video frame could be decoded")
+        if current is None:
+            if total:
+                raise MediaError(path, "no video frame could be decoded")
+            return
         upcoming = next(decoded, None)
         image = None  # RGB of `current`, converted only once it is shown
         for k in range(total):
@@ -139,7 +146,11 @@ def read_video_frames_at(path, indices: Sequence[int]) -> list[np.ndarray]:
     finally:
         container.close()
     given: set[int] = set()  # an index asked twice gets its own copy
-    return [found[i].copy() if i in given else (given.add(i) or found[i]) for i in map(int, indices)]
+    frames = []
+    for i in map(int, indices):
+        frames.append(found[i].copy() if i in given else found[i])
+        given.add(i)
+    return frames
 
 
 class _IndexedDecoder:
@@ -158,6 +169,8 @@ class _IndexedDecoder:
             raise IndexError(f"{self.path}: frame index out of range 0..{self.n_frames - 1}")
 
     def index_of(self, frame: av.VideoFrame) -> int:
+        if frame.pts is None:  # frames_from passes on only frames with a pts
+            raise MediaError(self.path, "a decoded video frame has no timestamp")
         return math.floor((frame.pts - self.origin) * self.time_base * self.rate + Fraction(1, 1000))
 
     def frames_from(self, target: int) -> Iterator[av.VideoFrame]:
@@ -197,7 +210,7 @@ class _IndexedDecoder:
 
 # ---------------------------------------------------------------- audio
 
-def read_audio(path, sr: int = 16000, *, info: MediaInfo | None = None, align_to_video: bool = True) -> np.ndarray:
+def read_audio(path, sr: int = SAMPLE_RATE, *, info: MediaInfo | None = None, align_to_video: bool = True) -> np.ndarray:
     """The audio track as [S] float32 mono in [-1, 1] at ``sr`` Hz (channels averaged).
 
     With ``align_to_video`` and a video stream, sample 0 is the time of the first video frame:
@@ -216,8 +229,10 @@ def read_audio(path, sr: int = 16000, *, info: MediaInfo | None = None, align_to
         stream = _audio_stream(container)
         if stream is None:
             raise MediaError(path, "no audio stream")
-        for frame in chain(_decoded(container, stream, path, info.audio_duration_s), [None]):
-            if frame is not None and first_s is None and frame.pts is not None:
+        # an audio stream decodes to AudioFrames; PyAV types Packet.decode() as the base Frame
+        frames = cast("Iterator[av.AudioFrame]", _decoded(container, stream, path, info.audio_duration_s))
+        for frame in chain(frames, [None]):
+            if frame is not None and first_s is None and frame.pts is not None and frame.time_base is not None:
                 first_s = float(frame.pts * frame.time_base)
             # swresample only converts format and rate: its down-mix gains depend on the layout
             # (5.1 can exceed 1.0), so channels are averaged here. A layout or rate change

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import MediaError
 from ..files import remove_stale_temporaries, temporary_sibling
+from ..timing import SAMPLE_RATE
 from .decode import _as_rate
 from .streams import MP4_TAGS, _AvError, _reason
 
@@ -38,7 +39,7 @@ def _checked(frame, shape: tuple[int, ...] | None, n: int) -> np.ndarray:
 
 
 def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, *, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, crf: int = 18, preset: str = "veryfast", keyframe_interval: int | None = None,
+                sample_rate: int = SAMPLE_RATE, crf: int = 18, preset: str = "veryfast", keyframe_interval: int | None = None,
                 metadata: dict[str, str] | None = None) -> int:
     """Stream frames ([H, W, 3] uint8 RGB, all one size) and optional audio ([S] float32 mono at
     ``sample_rate``) into an H.264 yuv420p + AAC mp4 with its index first (faststart).
@@ -91,7 +92,7 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, 
                 picture.pts, picture.time_base = n, 1 / rate
                 container.mux(video.encode(picture))
                 n += 1
-                if sound is not None:  # audio interleaved with the video it belongs to
+                if sound is not None and audio is not None:  # audio interleaved with the video it belongs to
                     _encode_audio(container, sound, audio, round((n - 1) * sample_rate / rate),
                                   round(n * sample_rate / rate))
         with _writing(path):

@@ -115,10 +115,21 @@ def _frame_rate(stream) -> Fraction | None:
     return Fraction(rate) if rate else None
 
 
-def _scan(container, streams) -> tuple[dict[int, list[int | None]], object | None]:
-    """Demux without decoding. Returns per stream index [first pts, end pts, longest packet, count]
-    in ticks, and the stream whose data ran out (demux error, or last packet cut short) if any."""
-    spans: dict[int, list[int | None]] = {s.index: [None, None, 0, 0] for s in streams}
+@dataclass
+class _Span:
+    """One stream's packets in its ticks: first pts, end pts (None until a packet counts), the
+    longest packet and the number of packets."""
+
+    first: int | None = None
+    end: int | None = None
+    longest: int = 0
+    count: int = 0
+
+
+def _scan(container, streams) -> tuple[dict[int, _Span], object | None]:
+    """Demux without decoding. Returns per stream index its :class:`_Span` in ticks, and the
+    stream whose data ran out (demux error, or last packet cut short) if any."""
+    spans = {s.index: _Span() for s in streams}
     default = {s.index: int(1 / (_frame_rate(s) * s.time_base)) if s.type == "video" and _frame_rate(s) else 0
                for s in streams}
     cut = None
@@ -129,15 +140,15 @@ def _scan(container, streams) -> tuple[dict[int, list[int | None]], object | Non
             span, duration = spans[packet.stream.index], packet.duration or default[packet.stream.index]
             pts = packet.pts if packet.pts is not None else packet.dts
             if pts is None:  # raw streams (.h264) have no timestamps: assume the average rate
-                pts = span[3] * duration
-            span[3] += 1
+                pts = span.count * duration
+            span.count += 1
             # FFmpeg flags a packet the end of the file cut short. Only the last one counts:
             # mid-file ones are left to the decoder's error concealment.
             cut = packet.stream if packet.is_corrupt else None
             if cut is None:
-                span[0] = pts if span[0] is None else min(span[0], pts)
-                span[1] = pts + duration if span[1] is None else max(span[1], pts + duration)
-                span[2] = max(span[2], duration)
+                span.first = pts if span.first is None else min(span.first, pts)
+                span.end = pts + duration if span.end is None else max(span.end, pts + duration)
+                span.longest = max(span.longest, duration)
     except (_AvError, OSError):
         return spans, streams[0]
     return spans, cut
@@ -156,26 +167,26 @@ def _declared_s(stream, container, fallback_to_file: bool) -> float | None:
     return None
 
 
-def _stream_times(stream, span, container) -> tuple[float, float]:
+def _stream_times(stream, span: _Span | None, container) -> tuple[float, float]:
     """(start_s, duration_s): measured from the packet scan if there was one, else declared."""
     tb, start = stream.time_base, stream.start_time
     if span is None:
         return float((start or 0) * tb), _declared_s(stream, container, True) or 0.0
-    start = span[0] if start is None else start  # the header's start honours edit lists
-    if start is None or span[1] is None:
+    start = span.first if start is None else start  # the header's start honours edit lists
+    if start is None or span.end is None:
         return float((start or 0) * tb), 0.0
-    return float(start * tb), float(max(0, span[1] - start) * tb)
+    return float(start * tb), float(max(0, span.end - start) * tb)
 
 
-def _check_truncation(path: str, container, streams, spans, cut) -> None:
+def _check_truncation(path: str, container, streams, spans: dict[int, _Span], cut) -> None:
     """Raise if the data ran out, or a stream's packets stop clearly before its declared end."""
-    longest = max(streams, key=lambda s: (spans[s.index][1] or 0) * s.time_base)
+    longest = max(streams, key=lambda s: (spans[s.index].end or 0) * s.time_base)
     for s in [cut] if cut is not None else streams:
         measured = _stream_times(s, spans[s.index], container)[1]
         # Only the longest stream must reach the file's total when no per-stream duration exists.
         declared = _declared_s(s, container, s is longest)
         # Tolerance: headers round, and the last packet's duration is often a guess.
-        short = declared is not None and measured < declared - max(0.25, 2 * float(spans[s.index][2] * s.time_base))
+        short = declared is not None and measured < declared - max(0.25, 2 * float(spans[s.index].longest * s.time_base))
         if cut is not None or short:
             of = f" of {declared:.2f} s" if short else ""  # WAV shrinks its declared length to the file's
             raise MediaError(path, f"truncated ({s.type} ends at {measured:.2f} s{of})")
@@ -203,7 +214,7 @@ def probe(path, *, require_video: bool = True, require_audio: bool = True, scan_
         if require_audio and audio is None:
             raise MediaError(path, "no audio stream")
         streams = [s for s in (video, audio) if s is not None]
-        spans: dict = {}
+        spans: dict[int, _Span] = {}
         if scan_packets:
             spans, cut = _scan(container, streams)
             _check_truncation(path, container, streams, spans, cut)

@@ -179,10 +179,13 @@ class LowerFaceGenerator(nn.Module):
             # start from the same mix at every pixel, mostly the references (the painted colour ≈ 0.1):
             # the references bent onto the drawn mouth are already close to the real region, and a
             # start that favoured the painted colour (≈ 0.6) trained 2.5× worse by step 200
+            bias = self.out.bias  # typed Optional: None only for a Conv2d made with bias=False
+            if bias is None:
+                raise RuntimeError("LowerFaceGenerator: the output convolution has no bias")
             with torch.no_grad():
                 self.out.weight[3:].zero_()
-                self.out.bias[3:].zero_()
-                self.out.bias[3] = -1.0
+                bias[3:].zero_()
+                bias[3] = -1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         config = self.config

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -248,7 +248,8 @@ def renderer_gflops(model: nn.Module, size: int, batch: int = 1, shape: tuple[in
         elif isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
     param = next(model.parameters())
-    channels = model.config.input_channels
+    # nn.Module.__getattr__ is typed Tensor | Module; every renderer keeps its config here
+    channels = cast("RendererConfig | LowerFaceConfig", model.config).input_channels
     try:
         model(torch.zeros(batch, channels, *(shape or (size, size)), device=param.device, dtype=param.dtype))
     finally:
@@ -305,6 +306,7 @@ def load_renderer(path_dir: str | os.PathLike[str], device: str | torch.device =
     """
     meta = read_meta(RENDERER_FILES, path_dir)
     architecture = meta.get("architecture", PIX2PIXHD)
+    model: nn.Module
     if architecture == LOWER_FACE:
         config = config_from_meta(RENDERER_FILES, path_dir, LowerFaceConfig, meta["config"])
         model, _ = build_lower_face(config)

@@ -15,12 +15,17 @@ import logging
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
 from ..errors import NewsanchorError
 from ..files import write_atomic
+
+if TYPE_CHECKING:
+    from .lower_face import LowerFaceConfig
+    from .pix2pixhd import RendererConfig
 
 log = logging.getLogger("newsanchor.render")
 
@@ -69,7 +74,8 @@ def export_onnx(model: torch.nn.Module, size: int, path: str | Path, shape: tupl
         import onnx  # noqa: F401  (the exporter needs it; fail with a clear message)
     except ImportError:
         raise NewsanchorError("ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)") from None
-    channels = model.config.input_channels
+    # nn.Module.__getattr__ is typed Tensor | Module; every renderer keeps its config here
+    channels = cast("RendererConfig | LowerFaceConfig", model.config).input_channels
     example = torch.zeros(1, channels, *(shape or (size, size)))
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model stays where and as it is
 
@@ -83,6 +89,8 @@ def export_onnx(model: torch.nn.Module, size: int, path: str | Path, shape: tupl
                 program = torch.onnx.export(model, (example,), dynamo=True, opset_version=18,
                                             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
                                             input_names=["x"], output_names=["y"])
+                if program is None:  # dynamo=True always returns the program; the stubs allow None
+                    raise NewsanchorError(f"{path}: ONNX export returned no program")
                 program.save(str(tmp))
         finally:
             exporter_log.setLevel(level)
@@ -138,12 +146,13 @@ class RendererRunner:
     def forward(self, inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Inputs ``[B, C, S, S]`` float32 in [-1, 1] → output ``[B, 3, S, S]`` float32 (CPU)."""
         if self.session is not None:
-            x = inputs.numpy() if torch.is_tensor(inputs) else np.ascontiguousarray(inputs, dtype=np.float32)
-            return torch.from_numpy(self.session.run(None, {"x": x})[0])
+            array = inputs.numpy() if torch.is_tensor(inputs) else np.ascontiguousarray(inputs, dtype=np.float32)
+            return torch.from_numpy(self.session.run(None, {"x": array})[0])
         dtype = torch.bfloat16 if self.path == "bf16" else torch.float32
         x = torch.as_tensor(inputs).to(self.device, dtype)
-        if self._compiled is not None and len(x) <= self.compile_batch:
-            padded = torch.cat([x, x.new_zeros((self.compile_batch - len(x), *x.shape[1:]))]) if len(x) < self.compile_batch else x
+        batch = self.compile_batch  # set whenever _compiled is
+        if self._compiled is not None and batch is not None and len(x) <= batch:
+            padded = torch.cat([x, x.new_zeros((batch - len(x), *x.shape[1:]))]) if len(x) < batch else x
             try:
                 return self._compiled(padded)[:len(x)].float().cpu()
             except Exception as err:  # e.g. no C++ compiler on this machine: eager is still correct

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,7 +31,7 @@ from .views import JOB_ID, AnchorView, ErrorBody, JobView, Limits, job_view
 log = logging.getLogger("newsanchor.serve")
 STATIC = Path(__file__).parent / "static"
 router = APIRouter()
-_NOT_FOUND = {404: {"model": ErrorBody}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}  # FastAPI's type of responses
 
 
 def _state(request: Request):

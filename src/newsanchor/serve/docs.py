@@ -35,6 +35,8 @@ def swagger_ui_files() -> Path:
 def install_docs(app: FastAPI) -> None:
     """Serve Swagger UI for ``app``'s OpenAPI description at /docs, entirely from the app.
     ``app`` must be created with ``docs_url=None, redoc_url=None``."""
+    if app.openapi_url is None:
+        raise ValueError("install_docs: the app serves no OpenAPI description (openapi_url=None)")
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_files()), name="docs-assets")
     page = get_swagger_ui_html(
         openapi_url=app.openapi_url, title=f"{app.title} · API",

@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Json
 
 from ..errors import NewsanchorError
@@ -102,7 +103,7 @@ class PostgresJobStore(JobStore):
         except psycopg.Error as err:
             raise NewsanchorError(f"{self.shown}: cannot open the job database ({self._one_line(err)})") from None
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> psycopg.Connection[DictRow]:
         # autocommit: a transaction is opened explicitly wherever one is needed
         return psycopg.connect(**self._params, autocommit=True, row_factory=dict_row)
 
@@ -130,7 +131,7 @@ class PostgresJobStore(JobStore):
             else:
                 db.execute("UPDATE newsanchor_schema SET version = %s", (SCHEMA_VERSION,))
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> psycopg.Connection[DictRow]:
         """The connection, opened again if the server dropped it (a restart, a network cut): the
         operation that saw it drop failed, the next one works."""
         if self._db.closed and not self._closed:
@@ -143,14 +144,14 @@ class PostgresJobStore(JobStore):
         return self._db
 
     @contextmanager
-    def _transaction(self):
+    def _transaction(self) -> Iterator[psycopg.Connection[DictRow]]:
         """One transaction on this store's connection (committed on success, else rolled back)."""
         with self._lock:
             db = self._connection()
             with db.transaction():
                 yield db
 
-    def _read(self, sql: str, params: tuple = ()) -> list[dict]:
+    def _read(self, sql: str, params: tuple = ()) -> list[DictRow]:
         with self._lock:
             return self._connection().execute(sql, params).fetchall()
 
@@ -169,6 +170,9 @@ class PostgresJobStore(JobStore):
                 return Job(**rows[0]), True
             row = db.execute(f"SELECT {COLUMNS} FROM newsanchor_jobs WHERE idempotency_key = %s",
                              (idempotency_key,)).fetchone()
+            if row is None:  # only if the conflicting job was deleted in between
+                raise NewsanchorError(f"{self.shown}: the job with Idempotency-Key {idempotency_key!r} "
+                                      f"vanished while this one was created; send the request again")
             return Job(**row), False
 
     def find_by_key(self, idempotency_key):
@@ -199,8 +203,11 @@ class PostgresJobStore(JobStore):
 
     # --- the workers' side ---
 
-    def _requeue_dead(self, db: psycopg.Connection) -> list[str]:
-        now = db.execute(f"SELECT {NOW} AS now").fetchone()["now"]
+    def _requeue_dead(self, db: psycopg.Connection[DictRow]) -> list[str]:
+        row = db.execute(f"SELECT {NOW} AS now").fetchone()
+        if row is None:  # a SELECT without FROM returns one row
+            raise NewsanchorError(f"{self.shown}: the job database returned no current time")
+        now = row["now"]
         running = [Job(**r) for r in db.execute(f"SELECT {COLUMNS} FROM newsanchor_jobs WHERE status = 'running'")]
         suspects = [job.id for job in running if worker_is_dead(job, now, stale_after=self.stale_after, host=self.host)]
         if not suspects:

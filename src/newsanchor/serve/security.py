@@ -275,7 +275,7 @@ class Guard:
         refused = self.hosts.origin_problem(headers) if scope["method"] in STATE_CHANGING_METHODS else None
         if refused is not None:
             return await JSONResponse({"error": refused}, status_code=403)(scope, receive, send)
-        if self.token is not None and not is_open_path(path) and not self._authorized(headers):
+        if self.token is not None and not is_open_path(path) and not self._authorized(headers, self.token):
             response = JSONResponse({"error": "missing or wrong access token (send Authorization: Bearer TOKEN)"},
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
             return await response(scope, receive, send)
@@ -292,9 +292,10 @@ class Guard:
             receive = self._counted(receive, limit)
         await self.app(scope, receive, send)
 
-    def _authorized(self, headers: Headers) -> bool:
+    @staticmethod
+    def _authorized(headers: Headers, token: str) -> bool:
         scheme, _, value = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(value.strip().encode(), self.token.encode())
+        return scheme.lower() == "bearer" and secrets.compare_digest(value.strip().encode(), token.encode())
 
     @staticmethod
     def _counted(receive, limit: int):

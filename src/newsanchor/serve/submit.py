@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -50,7 +51,7 @@ _OPENAPI = {
     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
                     "description": "Retrying with the same key returns the same job instead of a new one."}],
 }
-_ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429)}
 
 
 def _bad(status: int, message: str) -> HTTPException:
@@ -170,7 +171,7 @@ async def _audio_job(request: Request) -> tuple[str, dict, Path]:
     async with request.form(max_files=1, max_fields=8) as form:
         anchor = _check_anchor(request, form.get("anchor"))
         title, subtitle = form.get("title") or None, form.get("subtitle") or None
-        if not all(v is None or isinstance(v, str) for v in (title, subtitle)):
+        if not (title is None or isinstance(title, str)) or not (subtitle is None or isinstance(subtitle, str)):
             raise _bad(422, "title, subtitle: must be text fields")
         _check_title(title, subtitle)
         upload = form.get("audio")

@@ -22,10 +22,14 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import NewsanchorError
 from .anchors import NAME_PATTERN
 from .store import Job, JobCancelled, JobLost, JobStore, WorkerIdentity, open_store
+
+if TYPE_CHECKING:
+    from ..speech.engine import SpeechEngine
 
 log = logging.getLogger("newsanchor.serve")
 HEARTBEAT_S = 5.0
@@ -36,6 +40,14 @@ VIDEO_NAME, CAPTIONS_NAME, INPUT_NAME = "video.mp4", "captions.vtt", "input"
 def input_path(outputs: Path, job_id: str) -> Path:
     """Where an uploaded recording waits for its job (server-made name, content-checked)."""
     return Path(outputs) / job_id / INPUT_NAME
+
+
+class StopSignal(Protocol):
+    """What :meth:`Worker.run` asks of its stop request (a threading.Event has it)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 class Worker:
@@ -49,10 +61,10 @@ class Worker:
         self.device, self.heartbeat_s, self.compile_renderer = device, heartbeat_s, compile_renderer
         self.precision = precision
         self._pipelines: dict = {}
-        self._engine = None
+        self._engine: SpeechEngine | None = None
         self.processed: deque[str] = deque(maxlen=10_000)  # ids of the latest jobs it finished, oldest first
 
-    def run(self, stop: threading.Event, *, poll_s: float = 0.5) -> None:
+    def run(self, stop: StopSignal, *, poll_s: float = 0.5) -> None:
         """Claim and process jobs until ``stop`` is set (checked between jobs)."""
         log.info("worker %s: ready", self.identity.id)
         while not stop.is_set():
@@ -112,12 +124,14 @@ class Worker:
         report(0.0, "loading the anchor")
         pipeline = self._pipeline(job.anchor)
         # the job's row → one video request; refusals name the job's fields, not server paths
-        lower_third = {"title": request.get("title") or None, "subtitle": request.get("subtitle")}
+        title, subtitle = request.get("title") or None, request.get("subtitle")
         if request.get("input") == "audio":
-            video = VideoRequest(recording=input_path(self.outputs, job.id), input_name="audio", **lower_third)
+            video = VideoRequest(recording=input_path(self.outputs, job.id), input_name="audio", title=title,
+                                 subtitle=subtitle)
         else:
             video = VideoRequest(text=request["text"], input_name="text", burn_captions=bool(request.get("burn_captions")),
-                                 captions=folder / CAPTIONS_NAME if request.get("captions", True) else None, **lower_third)
+                                 captions=folder / CAPTIONS_NAME if request.get("captions", True) else None,
+                                 title=title, subtitle=subtitle)
         folder.mkdir(parents=True, exist_ok=True)
         stage_started = [time.monotonic()]
         last = [0.0]

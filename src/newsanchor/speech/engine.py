@@ -17,10 +17,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ..errors import NewsanchorError
-
-# The library's audio contract (DESIGN.md "Data contracts"; features.audio.SAMPLE_RATE). Kept
-# here as a literal so that speech does not import librosa just for a constant.
-SAMPLE_RATE = 16000
+from ..timing import SAMPLE_RATE  # the library's audio contract; re-exported for the speech modules
 
 # Fraction of the utterance's peak below which a sample counts as silence when the
 # character-count fallback looks for where speech starts and ends.

@@ -80,7 +80,7 @@ def default_voice() -> Path:
         raise SpeechError(f"{DEFAULT_VOICE_PACKAGE}: the default voice is not installed ({INSTALL_VOICE})") from None
     for listed in sorted(package.files or (), key=str):
         if listed.name.endswith(".onnx"):
-            model = Path(package.locate_file(listed))
+            model = Path(str(package.locate_file(listed)))  # typeshed: a SimplePath (a Path here)
             if model.is_file() and _config_of(model).is_file():
                 return model
     raise SpeechError(f"{DEFAULT_VOICE_PACKAGE}: installed package holds no .onnx voice with its .onnx.json")

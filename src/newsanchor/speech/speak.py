@@ -87,9 +87,12 @@ class Speech:
     @property
     def phonemes(self) -> list[Phoneme] | None:
         """Every phoneme with its time, or None when some sentence has no phoneme timings."""
-        if any(sentence.phonemes is None for sentence in self.sentences):
-            return None
-        return [phoneme for sentence in self.sentences for phoneme in sentence.phonemes]
+        phonemes: list[Phoneme] = []
+        for sentence in self.sentences:
+            if sentence.phonemes is None:
+                return None
+            phonemes.extend(sentence.phonemes)
+        return phonemes
 
     @property
     def aligned(self) -> bool:

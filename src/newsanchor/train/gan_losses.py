@@ -85,6 +85,9 @@ class VGGPerceptualLoss(nn.Module):
     are frozen; gradients flow to ``fake`` only.
     """
 
+    mean: torch.Tensor  # buffers registered in __init__ (nn.Module would type them Tensor | Module)
+    std: torch.Tensor
+
     def __init__(self, weights_path: str | os.PathLike[str] | None):
         super().__init__()
         if weights_path is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import from_dict
 from ..dataset import PreparedDataset, dataset_split
 from ..errors import NewsanchorError
 from ..render.inputs import to_image
@@ -81,13 +83,7 @@ def _renderer_config(config: LowerFaceTrainConfig) -> LowerFaceConfig:
         overrides["references"] = 0
     if not config.masked_frame:
         overrides["masked_frame"] = False
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise NewsanchorError(f"lower-face renderer: unknown setting(s) {', '.join(unknown)}")
-    try:
-        return LowerFaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (base | overrides).items()})
-    except ValueError as err:
-        raise NewsanchorError(str(err)) from None
+    return from_dict(LowerFaceConfig, base | overrides, "lower-face renderer")
 
 
 def _build_models(config: LowerFaceTrainConfig, device: torch.device) -> GanModels:
@@ -121,11 +117,12 @@ def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainCo
     train_cache, val_cache = cache_regions(dataset.root, run, config, on_frames)
     pools = choose_references(dataset, train_cache, source=str(dataset.root))
     references = pools.best(renderer_config.references)
-    np.savez(run / REFERENCES_FILE, **references.to_arrays())
-    common = dict(references=renderer_config.references, masked_frame=renderer_config.masked_frame,
-                  use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp)
-    return (LowerFaceFrames(train_cache, pools, box, dataset.size, randomise=True, **common),
-            LowerFaceFrames(val_cache, pools, box, dataset.size, randomise=False, **common), pools)
+    # numpy's stubs: a **dict of arrays could also fill savez's allow_pickle: bool
+    np.savez(run / REFERENCES_FILE, **references.to_arrays())  # type: ignore[arg-type]
+    frames = partial(LowerFaceFrames, references=renderer_config.references, masked_frame=renderer_config.masked_frame,
+                     use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp)
+    return (frames(train_cache, pools, box, dataset.size, randomise=True),
+            frames(val_cache, pools, box, dataset.size, randomise=False), pools)
 
 
 def _blend(fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -145,8 +142,8 @@ def _train_step(models: GanModels, g_model, d_model, batch, config: LowerFaceTra
     g_l1 = config.lambda_l1 * (weight * (fake - real).abs()).mean()
     g_lap = config.lambda_lap * laplacian_loss(fake, real, weight)
     loss_g = g_gan + g_fm + g_l1 + g_lap
-    logits = models.generator.blend_logits
-    if logits is not None:
+    logits = models.generator.blend_logits  # a tensor, or None outside training or with the rgb head
+    if isinstance(logits, torch.Tensor):
         loss_g = loss_g + config.lambda_blend * logits.pow(2).mean()
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()

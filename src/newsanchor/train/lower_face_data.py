@@ -21,12 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..dataset import PreparedDataset
-from ..evaluate.image_metrics import mouth_box
+from ..dataset import PreparedDataset, Segment
+from ..features.mouth import mouth_box
 from ..render.inputs import lower_face_input, region_alpha
 from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
                                  mouth_openness, teeth_score, warp_references)
-from ..dataset import Segment
 
 log = logging.getLogger("newsanchor.train")
 CACHE_VERSION = 1
@@ -147,8 +146,9 @@ def choose_references(dataset: PreparedDataset, cache: RegionCache, pool: int = 
         return out
 
     for state, indices in zip(STATES, candidates):
-        crops = full_crops(indices) if state != "open" else None
-        if state == "open":
+        if state != "open":
+            crops = full_crops(indices)
+        else:
             wide_crops = full_crops(widest)
             teeth = np.array([teeth_score(c, cache.landmarks[i]) for c, i in zip(wide_crops, widest)])
             order = np.argsort(-(openness[widest] * (0.5 + teeth)), kind="stable")[:pool]

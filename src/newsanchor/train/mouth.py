@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,14 +105,18 @@ class MouthTrainer:
         self.modules = {"generator": self.generator}
         self.optimizers = {"generator": self.opt_g}
         self.discriminator = None
+        discriminator_class = self.spec.discriminator_class
         if self.spec.adversarial:
-            self.discriminator = self.spec.discriminator_class(self.model_config).to(self.device)
+            if discriminator_class is None:  # every adversarial model of the registry names one
+                raise NewsanchorError(f"mouth model {config.model!r}: adversarial, but without a discriminator")
+            self.discriminator = discriminator_class(self.model_config).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.discriminator_learning_rate, betas=(0.5, 0.999))
             self.modules["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = self.opt_d
         self.steps_per_epoch = len(self.train_set) // config.batch_size
         self._closed_mouth: list[float] | None = None
-        self.counters = {"step": 0, "best_val_mse": float("inf"), "best_step": 0, "evals_since_best": 0, "done": False}
+        # saved with the training state as JSON, and read back from it
+        self.counters: dict[str, Any] = {"step": 0, "best_val_mse": float("inf"), "best_step": 0, "evals_since_best": 0, "done": False}
 
     # -- one step -------------------------------------------------------------------------------
     def batch_indices(self, step: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import time
+from collections.abc import Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ def mixed_precision(precision: str, device: torch.device):
 
 def step_loader(frames: torch.utils.data.Dataset, config, start: int, rank: int, world: int) -> torch.utils.data.DataLoader:
     """This process's batches from step ``start`` to ``config.max_steps`` (see :class:`StepBatches`)."""
+    if not isinstance(frames, Sized):  # torch's Dataset declares no __len__; the frame datasets here have one
+        raise TypeError(f"step_loader: {type(frames).__name__} has no length")
     sampler = StepBatches(len(frames), config.batch_size, config.seed, start, config.max_steps, rank, world)
     return torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
                                        persistent_workers=False)
@@ -117,13 +120,14 @@ class RunLog:
     """``log.csv`` of a run (rank 0 only; other ranks write nothing): a header once, a row per checkpoint."""
 
     def __init__(self, out: Path, rank: int, header: list[str]):
-        self.file = open(out / LOG, "a", newline="") if rank == 0 else None
-        self.writer = csv.writer(self.file) if self.file else None
-        if self.file and self.file.tell() == 0:
-            self.writer.writerow(header)
+        file = open(out / LOG, "a", newline="") if rank == 0 else None
+        writer = csv.writer(file) if file else None
+        if file and writer and file.tell() == 0:
+            writer.writerow(header)
+        self.file, self.writer = file, writer
 
     def row(self, values: list) -> None:
-        if self.writer:
+        if self.writer and self.file:  # both or neither
             self.writer.writerow(values)
             self.file.flush()
 
@@ -151,7 +155,7 @@ def _renderer_extra(dataset: PreparedDataset, config: RendererTrainConfig, step:
     return {"input": {"edges": config.edges}, "dataset": str(dataset.root), "train_config": asdict(config), "step": step}
 
 
-def _validation_batches(dataset: PreparedDataset, config: RendererTrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _validation_batches(dataset: PreparedDataset, config: RendererTrainConfig) -> list[tuple[torch.Tensor, ...]]:
     """Up to ``val_frames`` frames evenly spread over the validation split, in batches."""
     frames = RendererFrames.split(dataset, "val", use_edges=config.edges)
     if config.val_frames <= 0 or len(frames) == 0:

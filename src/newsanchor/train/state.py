@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def _restore_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: d
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_train_state(folder: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+def save_train_state(folder: Path, modules: Mapping[str, torch.nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
                      counters: dict) -> None:
     """Write everything needed to continue training; replaces the previous state atomically."""
     tensors: dict[str, torch.Tensor] = {}
@@ -63,7 +64,7 @@ def save_train_state(folder: Path, modules: dict[str, torch.nn.Module], optimize
     tmp.rmdir()
 
 
-def load_train_state(folder: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+def load_train_state(folder: Path, modules: Mapping[str, torch.nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
                      device: torch.device) -> dict | None:
     """Restore a saved state into the given modules/optimisers; returns the counters, or None if
     the folder holds no complete state."""
