@@ -65,7 +65,8 @@ def _table(title: str, entry: dict, with_targets: bool = True) -> list[str]:
              "| mouth sharpness | identity dist |", "|---" * 11 + "|"]
     rows = [(f"{r['config']}" + ("" if r["references"] in (None, True) else ", no references")
              + ("" if r["masked_frame"] in (None, True) else ", no masked frame")
-             + (", references aligned by the head only" if r["reference_warp"] == "head" and r["references"] is not False else "")
+             + (", references aligned by the head only" if r["architecture"] == "lower-face" and r["reference_warp"] == "head"
+               and r["references"] is not False else "")
              + (", blend head" if r["head"] == "blend" else ""), r)
             for r in entry["renderers"].values()]
     rows.append(("static baseline (first frame)", {**entry["baseline_static"], "step": "—"}))
@@ -78,9 +79,9 @@ def _table(title: str, entry: dict, with_targets: bool = True) -> list[str]:
                   f"dlib LMD on the real frames {_fmt(real['lmd'], 2)} px.", ""]
     for run, r in entry["renderers"].items() if with_targets else ():
         if (r["architecture"] == "lower-face" and r["references"] in (None, True) and r["masked_frame"] in (None, True)
-                and r["reference_warp"] == "mouth" and r["head"] in (None, "rgb")):
+                and r["reference_warp"] == "mouth"):
             met = floors(r, entry["baseline_static"], real)
-            lines += [f"Targets for {r['config']} (step {r['step']}): "
+            lines += [f"Targets for {r['config']}{', blend head' if r['head'] == 'blend' else ''} (step {r['step']}): "
                       + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items()), ""]
     return lines
 
