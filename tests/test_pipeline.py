@@ -296,3 +296,19 @@ def test_synthesize_with_a_compiled_renderer_gives_the_same_video_length(anchor,
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert abs(summary["duration_s"] - summary["audio_duration_s"]) <= 1 / 25
     assert set(summary["stage_seconds"]) == {"mouth", "maps", "render", "composite", "encode"}
+
+
+
+def test_synthesis_encodes_reproducibly(anchor, speech_wav, tmp_path):
+    """Videos are encoded without x264's macroblock-tree rate control, with which libx264 coded the
+    same frames of some videos in one of two ways from run to run (benchmarks/RESULTS.md,
+    *Reproducible videos*): the encoder's own options string in the stream says so, and the same
+    speech gives the same bytes."""
+    pipeline = AnchorPipeline(load_bundle(anchor), settings=SynthesisSettings(precision="fp32"), device="cpu")
+    outputs = []
+    for k in range(3):
+        pipeline.synthesize(speech_wav[:32000], tmp_path / f"{k}.mp4")
+        outputs.append((tmp_path / f"{k}.mp4").read_bytes())
+    assert b"mbtree=0" in outputs[0] and b"mbtree=1" not in outputs[0]
+    with av.open(str(tmp_path / "0.mp4")) as first, av.open(str(tmp_path / "2.mp4")) as last:
+        assert [bytes(p) for p in first.demux(video=0)] == [bytes(p) for p in last.demux(video=0)]

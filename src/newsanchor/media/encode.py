@@ -40,7 +40,7 @@ def _checked(frame, shape: tuple[int, ...] | None, n: int) -> np.ndarray:
 
 def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, *, audio: np.ndarray | None = None,
                 sample_rate: int = SAMPLE_RATE, crf: int = 18, preset: str = "veryfast", keyframe_interval: int | None = None,
-                metadata: dict[str, str] | None = None) -> int:
+                metadata: dict[str, str] | None = None, reproducible: bool = False) -> int:
     """Stream frames ([H, W, 3] uint8 RGB, all one size) and optional audio ([S] float32 mono at
     ``sample_rate``) into an H.264 yuv420p + AAC mp4 with its index first (faststart).
 
@@ -49,7 +49,10 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, 
     and interleaved with the video. ``keyframe_interval`` is the GOP size in frames, so readers
     can seek. ``metadata`` becomes container tags: keys in MP4_TAGS are standard atoms; any other
     key switches to QuickTime "mdta" tags so it survives too; 'encoder' is refused (overwritten by
-    the muxer). The file appears atomically: written to a hidden sibling, then renamed; on any
+    the muxer). ``reproducible``: the same frames give the same bytes (x264's macroblock-tree rate
+    control is off: with it, libx264 coded the same frames of some videos in one of two ways from
+    run to run, even on one thread; without it a CRF about 2 higher gives the same size and
+    quality). The file appears atomically: written to a hidden sibling, then renamed; on any
     exception (KeyboardInterrupt too) nothing is left behind, and the hidden siblings a killed
     earlier writer of the same path left are removed first.
     """
@@ -73,7 +76,8 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, 
             movflags = "+faststart" + ("" if set(tags) <= MP4_TAGS else "+use_metadata_tags")
             container = av.open(temporary, "w", format="mp4", container_options={"movflags": movflags})
             container.metadata.update(tags)
-            video = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            options = {"crf": str(crf), "preset": preset} | ({"x264-params": "mbtree=0"} if reproducible else {})
+            video = container.add_stream("libx264", rate=rate, options=options)
             video.height, video.width, video.pix_fmt = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2, "yuv420p"
             if keyframe_interval:
                 video.codec_context.gop_size = int(keyframe_interval)
