@@ -89,8 +89,9 @@ def actor_anchor_bundle() -> Path:
     """A tiny anchor of the demo's synthetic actor (untrained tiny models, 64² crops), built from
     nothing but the installed packages, so the service, bundle and pipeline tests run without
     ../shared. Cached across test runs under the user's cache directory (``$XDG_CACHE_HOME``),
-    keyed by newsanchor's version and this recipe: ~1 min the first time, nothing after. Copy it
-    into an anchors folder rather than using it in place."""
+    keyed by newsanchor's version and this recipe: ~1 min the first time, nothing after; the
+    parts it is made of are kept beside it (:func:`actor_parts`). Copy it into an anchors folder
+    rather than using it in place."""
     import hashlib
     import shutil
     import tempfile
@@ -108,7 +109,7 @@ def actor_anchor_bundle() -> Path:
     from newsanchor.train.lower_face import LowerFaceTrainConfig, prepare_frames
     from newsanchor.dataset import PreparedDataset
 
-    recipe = f"{__version__} actor {ACTOR_SENTENCES} 64 lower-face ngf4 v1"
+    recipe = f"{__version__} actor {ACTOR_SENTENCES} 64 lower-face ngf4 v2"
     bundle = cache_root() / f"test-anchor-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}" / "actor"
     if (bundle / "anchor.json").is_file():
         return bundle
@@ -116,7 +117,8 @@ def actor_anchor_bundle() -> Path:
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=bundle.parent))
     try:
         plan = DemoPlan(sentences=TRAINING_SENTENCES[:ACTOR_SENTENCES], clips=1, crop_size=64)
-        clips = record_training_clips(work / "recordings", plan, DemoHooks())
+        # the recordings stay beside the bundle: the dataset (actor_parts) names them as its sources
+        clips = record_training_clips(bundle.parent / "recordings", plan, DemoHooks())
         prepare([clips], work / "dataset", PrepareConfig(size=64), workers=1)
         dataset = PreparedDataset(work / "dataset")
         model, config = build_model("tcn", filters=16, dilations=(1, 2))
@@ -131,14 +133,31 @@ def actor_anchor_bundle() -> Path:
         build_bundle(work / "dataset", work / "mouth", renderer, work / "actor",
                      presenter=Presenter("Synthetic test actor", "synthetic; no real person"),
                      template=template_in_dataset(work / "dataset", None, 25))
+        parts = work / "parts"
+        parts.mkdir()
+        for name in ("dataset", "mouth", "renderer"):
+            os.replace(work / name, parts / name)
         try:
-            os.replace(work / "actor", bundle)
+            if not (bundle.parent / "parts").exists():
+                os.replace(parts, bundle.parent / "parts")
+            os.replace(work / "actor", bundle)  # last: the bundle's presence says the parts are there
         except OSError:  # another test run built it meanwhile: theirs is as good
             if not (bundle / "anchor.json").is_file():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return bundle
+
+
+@pytest.fixture(scope="session")
+def actor_parts(actor_anchor_bundle):
+    """What the actor's tiny anchor was built from (read only): ``.dataset`` (a prepared dataset
+    of one clip, 64² crops), ``.mouth`` (an untrained tiny TCN) and ``.renderer`` (an untrained
+    tiny lower-face renderer with its reference mouths), as paths."""
+    from types import SimpleNamespace
+
+    parts = actor_anchor_bundle.parent / "parts"
+    return SimpleNamespace(dataset=parts / "dataset", mouth=parts / "mouth", renderer=parts / "renderer")
 
 
 @pytest.fixture
