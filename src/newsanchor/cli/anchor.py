@@ -16,7 +16,8 @@ from ..speech.text import MAX_SCRIPT_CHARS
 from .common import frame_progress, step_progress, stderr, user_errors
 
 PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
-                  "Written into the mp4's metadata; the same inputs and precision give the same mp4.")
+                  "Written into the mp4's metadata; the same speech and precision give the same mp4 "
+                  "(the voice speaks a script a little differently each time).")
 
 
 def checked_precision(precision: str) -> str:
