@@ -7,7 +7,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -57,8 +58,9 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def _is_tuple_type(hint: Any) -> bool:
     """``tuple[...]``, or a union with one (``tuple[int, ...] | None``)."""
-    return hint is tuple or get_origin(hint) is tuple or any(_is_tuple_type(arg) for arg in get_args(hint)
-                                                              if get_origin(hint) is not tuple)
+    if hint is tuple or get_origin(hint) is tuple:
+        return True
+    return get_origin(hint) in (Union, UnionType) and any(_is_tuple_type(arg) for arg in get_args(hint))
 
 
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
