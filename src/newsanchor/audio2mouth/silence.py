@@ -80,6 +80,9 @@ class VadConfig:
 DEFAULT_VAD = VadConfig()
 
 
+_ENERGY_BLOCK_FRAMES = 1500  # 60 s of frames per FFT block
+
+
 def frame_energy_db(wav: np.ndarray, n_video_frames: int, low_cut_hz: float = 100.0) -> np.ndarray:
     """Energy above ``low_cut_hz`` of each 40 ms frame, in dBFS.
 
@@ -89,19 +92,24 @@ def frame_energy_db(wav: np.ndarray, n_video_frames: int, low_cut_hz: float = 10
 
     Returns:
         ``[T]`` float64, >= -100 dBFS.
+
+    The spectra are taken :data:`_ENERGY_BLOCK_FRAMES` frames at a time, so an hour of audio
+    needs a few MB beside its waveform, not GBs.
     """
     wav = np.asarray(wav, dtype=np.float32)
-    samples = np.zeros(n_video_frames * SAMPLES_PER_FRAME, dtype=np.float64)
-    kept = min(len(samples), len(wav))
-    samples[:kept] = wav[:kept]
-    frames = samples.reshape(n_video_frames, SAMPLES_PER_FRAME)
     window = np.hanning(SAMPLES_PER_FRAME)
-    spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE)
-    band = freqs >= low_cut_hz
-    # Parseval, one-sided, undoing the window's power: a sine of amplitude A gives A² / 2.
-    power = 2.0 * spectrum[:, band].sum(axis=1) / (SAMPLES_PER_FRAME * np.sum(window**2))
-    return 10.0 * np.log10(power + _ENERGY_EPS)
+    band = np.fft.rfftfreq(SAMPLES_PER_FRAME, 1.0 / SAMPLE_RATE) >= low_cut_hz
+    energy = np.empty(n_video_frames, dtype=np.float64)
+    for first in range(0, n_video_frames, _ENERGY_BLOCK_FRAMES):
+        count = min(_ENERGY_BLOCK_FRAMES, n_video_frames - first)
+        samples = np.zeros(count * SAMPLES_PER_FRAME, dtype=np.float64)
+        block = wav[first * SAMPLES_PER_FRAME:(first + count) * SAMPLES_PER_FRAME]
+        samples[:len(block)] = block
+        spectrum = np.abs(np.fft.rfft(samples.reshape(count, SAMPLES_PER_FRAME) * window, axis=1)) ** 2
+        # Parseval, one-sided, undoing the window's power: a sine of amplitude A gives A² / 2.
+        power = 2.0 * spectrum[:, band].sum(axis=1) / (SAMPLES_PER_FRAME * np.sum(window**2))
+        energy[first:first + count] = 10.0 * np.log10(power + _ENERGY_EPS)
+    return energy
 
 
 def _windowed_percentiles(values: np.ndarray, before: int, after: int, qs: tuple[float, ...]) -> np.ndarray:
