@@ -98,6 +98,16 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     return from_dict(cls, values, str(path))
 
 
+def load_settings(cls: type[T], config_file: str | Path | None, overrides: dict[str, Any], where: str = "") -> T:
+    """A command's settings: ``cls``'s defaults, then the YAML file (if any), then ``overrides``
+    (the options given on the command line); a value they refuse is one error, ``where``-prefixed."""
+    settings = load_yaml(cls, config_file) if config_file else cls()
+    try:
+        return dataclasses.replace(settings, **overrides)
+    except (TypeError, ValueError) as err:
+        raise NewsanchorError(f"{where}{err}") from None
+
+
 def settings_for_preset(cls: type[T], config_file: str | Path | None, preset: str, given: dict[str, Any],
                         renderer_options: dict[str, Any]) -> T:
     """A renderer trainer's settings: ``cls``'s defaults, then the YAML file, then the options

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import NewsanchorError
 from .common import frame_progress, stderr, user_errors
 
 
@@ -25,18 +24,11 @@ def prepare_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Turn recordings into a training dataset: face crops, landmarks, mouth PCA, MFCC, edges."""
-    from dataclasses import replace
-
-    from ..config import PrepareConfig, load_yaml
+    from ..config import PrepareConfig, load_settings
     from ..prepare import prepare as prepare_dataset
 
     with user_errors(resumable=True):
-        settings = load_yaml(PrepareConfig, config) if config else PrepareConfig()
-        if size is not None:
-            try:
-                settings = replace(settings, size=size)
-            except ValueError as err:
-                raise NewsanchorError(f"--size: {err}") from None
+        settings = load_settings(PrepareConfig, config, {} if size is None else {"size": size}, "--size: ")
         started = time.perf_counter()
         with frame_progress("prepare", enabled=not quiet) as factory:
             manifest = prepare_dataset(inputs, out, settings, workers=workers, skip_bad=skip_bad, replace=replace_clips,

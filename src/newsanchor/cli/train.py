@@ -23,18 +23,12 @@ def train_mouth_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an audio→mouth model (MFCC → PCA mouth), with early stopping on validation."""
-    from dataclasses import replace
-
-    from ..config import load_yaml
+    from ..config import load_settings
     from ..train.mouth import MouthTrainConfig, train_mouth
 
     with user_errors(resumable=True):
-        settings = load_yaml(MouthTrainConfig, config) if config else MouthTrainConfig()
         overrides: dict[str, Any] = {"model": model, "seed": seed} | ({"max_epochs": max_epochs} if max_epochs is not None else {})
-        try:
-            settings = replace(settings, **overrides)
-        except ValueError as err:
-            raise NewsanchorError(str(err)) from None
+        settings = load_settings(MouthTrainConfig, config, overrides)
         with step_progress(f"train {settings.model}", quiet) as on_step:
             counters = train_mouth(dataset, out, settings, device=device, on_step=on_step)
         stderr.print(f"{out}: best validation MSE {counters['best_val_mse']:.5f} at step {counters['best_step']} "
