@@ -11,7 +11,7 @@ machine-readable results (``--json``) to stdout.
     export.py    export onnx
     anchor.py    anchor check, bundle, synthesize, demo   recordings checked; models → anchor → video
     serve.py     serve                            the newsroom service
-    common.py    one-line errors, progress bars (imported by all of them; imports none)
+    common.py    one-line errors, progress bars, the --precision option (imported by all of them; imports none)
 """
 
 from __future__ import annotations

@@ -13,20 +13,7 @@ from ..errors import NewsanchorError
 from ..files import check_output_path, remove_stale_temporaries
 from ..progress import done_of_total
 from ..speech.text import MAX_SCRIPT_CHARS
-from .common import frame_progress, step_progress, stderr, user_errors
-
-PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
-                  "Written into the mp4's metadata; the same speech and precision give the same mp4 "
-                  "(the voice speaks a script a little differently each time).")
-
-
-def checked_precision(precision: str) -> str:
-    from ..render.runtime import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise NewsanchorError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision
-
+from .common import PRECISION_HELP, checked_precision, frame_progress, step_progress, stderr, user_errors
 
 def bundle_command(
     dataset: Annotated[Path, typer.Option(help="Dataset directory the models were trained on.")],

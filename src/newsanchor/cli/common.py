@@ -14,6 +14,19 @@ from ..errors import NewsanchorError
 
 stderr = Console(stderr=True)
 LOG_EVERY_S = 10.0
+# synthesize and serve
+PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
+                  "Written into the mp4's metadata; the same speech and precision give the same mp4 "
+                  "(the voice speaks a script a little differently each time).")
+
+
+def checked_precision(precision: str) -> str:
+    """``--precision`` of synthesize and serve, checked before any work."""
+    from ..render.runtime import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise NewsanchorError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .anchor import PRECISION_HELP, checked_precision
-from .common import user_errors
+from .common import PRECISION_HELP, checked_precision, user_errors
 
 
 def serve_command(
