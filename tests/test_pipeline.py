@@ -253,6 +253,18 @@ def test_make_video_reports_its_stages_and_gives_the_pipeline_back_as_it_was(anc
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_the_same_script_gives_the_same_video(anchor, tmp_path):
+    """The voice speaks a sentence the same way every time (its noise is repeatable), so text →
+    video is reproducible byte for byte, captions included."""
+    pipeline = AnchorPipeline(load_bundle(anchor), settings=SynthesisSettings(precision="fp32"), device="cpu")
+    script = "Good evening. Rain is expected across the north tonight."
+    videos = []
+    for k in range(2):
+        make_video(pipeline, VideoRequest(text=script, captions=tmp_path / f"{k}.srt"), tmp_path / f"{k}.mp4")
+        videos.append(((tmp_path / f"{k}.mp4").read_bytes(), (tmp_path / f"{k}.srt").read_text()))
+    assert videos[0] == videos[1]
+
+
 def test_make_video_refuses_in_one_line_before_any_speech(anchor, tmp_path):
     import wave
 

