@@ -36,6 +36,7 @@ from .render.pix2pixhd import is_lower_face
 from .render.runtime import PRECISIONS, choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
+from .threads import single_threaded_blas
 from .timing import SAMPLE_RATE
 
 AUDIO_CHUNK = SAMPLE_RATE * 20  # samples of speech turned into mouth frames at a time
@@ -180,14 +181,16 @@ class AnchorPipeline:
         timing = stage_seconds if stage_seconds is not None else {}
         for first in range(0, len(mouth), batch):
             started = time.perf_counter()
-            indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
-            if self.lower_face:
-                # the mask covers the new face and the template's own (so neither chin shows)
-                faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
-                inputs = np.stack([self._region_input(int(i), lm, masked) for i, lm, masked in zip(indices, landmarks, faces_masked)])
-            else:
-                inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
-                                   for i, lm in zip(indices, landmarks)])
+            with single_threaded_blas():  # small matrices: BLAS threads would only spin on the renderer's cores
+                indices, landmarks = self.face_landmarks(mouth[first:first + batch], first)
+                if self.lower_face:
+                    # the mask covers the new face and the template's own (so neither chin shows)
+                    faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
+                    inputs = np.stack([self._region_input(int(i), lm, masked)
+                                       for i, lm, masked in zip(indices, landmarks, faces_masked)])
+                else:
+                    inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
+                                       for i, lm in zip(indices, landmarks)])
             mapped = time.perf_counter()
             faces = self.runner.render(inputs)
             rendered = time.perf_counter()

@@ -32,6 +32,7 @@ from ..dataset import PreparedDataset
 from ..errors import NewsanchorError
 from ..render.pix2pixhd import build_renderer, save_renderer
 from ..render.runtime import resolve_precision
+from ..threads import limit_blas_in_worker
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from .gan_losses import VGGPerceptualLoss, feature_matching_loss, lsgan_loss
 from ..render.inputs import APPEARANCE_CHANNELS, MAP_CHANNELS, to_image
@@ -113,7 +114,8 @@ def step_loader(frames: torch.utils.data.Dataset, config, start: int, rank: int,
         raise TypeError(f"step_loader: {type(frames).__name__} has no length")
     sampler = StepBatches(len(frames), config.batch_size, config.seed, start, config.max_steps, rank, world)
     return torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
-                                       persistent_workers=False)
+                                       persistent_workers=False,
+                                       worker_init_fn=limit_blas_in_worker if config.loader_workers else None)
 
 
 class RunLog:
