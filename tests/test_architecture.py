@@ -13,13 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "newsanchor"
 
 # lowest first; a module may import its own unit and any unit listed before it
 LAYERS = [
-    "__init__", "errors", "timing", "progress", "files",       # foundations
+    "__init__", "errors", "timing", "progress", "files", "threads",  # foundations
     "media", "speech", "features", "facemap", "config", "weights", "dataset",
     "prepare",                                               # recordings → dataset
     "audio2mouth", "template", "composite", "render",        # the models and the picture
     "train",                                                 # dataset → models
     "bundle", "pipeline", "synthesis",                       # models → anchor → video
     "evaluate", "recording_check",                           # measuring models and recordings
+    "create",                                                # recordings → checked, trained, reported anchor
     "serve", "demo",                                         # applications of the library
     "cli", "__main__",                                       # the command line: parses, calls the library
 ]

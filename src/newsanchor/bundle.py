@@ -14,6 +14,10 @@ Layout (``BUNDLE_VERSION`` 1)::
     template/arrays.npz       landmarks [N, 68, 2] (crop px), mouth [N, 20, 2], edges packed
                               [N, S, ceil(S/8)] uint8, crop_box [4] (x, y, w, h source px)
     background.png            optional studio background
+    quality/report.json, quality/report.md, quality/preview.mp4
+                              optional: the quality report of ``anchor create`` (held-out
+                              measures, targets, met / not met) and its preview; the manifest's
+                              ``quality`` entry summarises it for listings
 
 Loading checks the format, the version and every checksum before anything is used, and refuses
 what it cannot trust with one line naming the file. Nothing in a bundle points back at a
@@ -57,6 +61,7 @@ BUNDLE_VERSION = 1
 MANIFEST = "anchor.json"
 TEMPLATE_FRAMES, TEMPLATE_CROPS, TEMPLATE_ARRAYS = "template/frames.mp4", "template/crops.mp4", "template/arrays.npz"
 JAW, BACKGROUND = "jaw.npz", "background.png"
+QUALITY_FOLDER = "quality"
 # frames sampled for the jaw fit: the regression has 3 × 34 numbers, a few thousand frames pin it down
 JAW_FIT_FRAMES = 20_000
 
@@ -207,6 +212,27 @@ def build_bundle(dataset_dir: str | Path, mouth_run: str | Path, renderer_run: s
     return out
 
 
+def add_quality_report(root: str | Path, files: dict[str, Path], summary: dict) -> None:
+    """Copy ``files`` (name → source) into the bundle's ``quality/`` folder, list them in the
+    manifest with their checksums and record ``summary`` (JSON-ready: whether the report's
+    targets are met, and which are not) as its ``quality`` entry. Replaces an earlier report.
+    The manifest is rewritten atomically, after the files are in place."""
+    root = Path(root)
+    manifest = load_bundle(root).manifest
+    folder = root / QUALITY_FOLDER
+    listed = {name: digest for name, digest in manifest["files"].items()
+              if not name.startswith(f"{QUALITY_FOLDER}/")}
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for name, source in files.items():
+        if Path(name).name != name:
+            raise ValueError(f"quality file {name!r}: a plain file name")
+        shutil.copyfile(source, folder / name)
+        listed[f"{QUALITY_FOLDER}/{name}"] = sha256_file(folder / name)
+    manifest = {**manifest, "files": dict(sorted(listed.items())), "quality": summary}
+    write_atomic(root / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+
+
 class AnchorBundle:
     """A verified bundle (see :func:`load_bundle`): its manifest and its parts, read on demand."""
 
@@ -255,6 +281,12 @@ class AnchorBundle:
     def template_crops(self) -> Iterator[np.ndarray]:
         """The template's face crops [S, S, 3] uint8, streamed."""
         return media.iter_video_frames(self.root / TEMPLATE_CROPS, self.fps)
+
+    @property
+    def quality(self) -> dict | None:
+        """The quality report's summary (``{"met": bool, "not_met": [...], ...}``), or None for a
+        bundle made without one (``newsanchor bundle``, older versions)."""
+        return self.manifest.get("quality")
 
     def background(self) -> np.ndarray | None:
         """The studio background [H, W, 3] RGB uint8, or None."""

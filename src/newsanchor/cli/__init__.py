@@ -9,7 +9,7 @@ machine-readable results (``--json``) to stdout.
     train.py     train mouth, train renderer      dataset → models
     evaluate.py  evaluate mouth|renderer|lipsync  models and anchors measured
     export.py    export onnx
-    anchor.py    anchor check, bundle, synthesize, demo   recordings checked; models → anchor → video
+    anchor.py    anchor create|list|check, bundle, synthesize, demo   recordings → anchor; models → anchor → video
     serve.py     serve                            the newsroom service
     common.py    one-line errors, progress bars, the --precision option (imported by all of them; imports none)
 """
@@ -63,6 +63,8 @@ evaluate_app.command("lipsync")(evaluate.evaluate_lipsync_command)
 app.add_typer(export_app, name="export")
 export_app.command("onnx")(export.export_onnx_command)
 app.add_typer(anchor_app, name="anchor")
+anchor_app.command("create")(anchor.anchor_create_command)
+anchor_app.command("list")(anchor.anchor_list_command)
 anchor_app.command("check")(anchor.anchor_check_command)
 app.command("bundle")(anchor.bundle_command)
 app.command("synthesize")(anchor.synthesize_command)

@@ -1,8 +1,9 @@
-"""``newsanchor bundle``, ``synthesize`` and ``demo``: making an anchor and making it speak."""
+"""``newsanchor anchor create|list|check``, ``bundle``, ``synthesize`` and ``demo``: making an anchor and making it speak."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,8 @@ from ..errors import NewsanchorError
 from ..files import check_output_path, remove_stale_temporaries
 from ..progress import done_of_total
 from ..speech.text import MAX_SCRIPT_CHARS
-from .common import PRECISION_HELP, checked_precision, frame_progress, step_progress, stderr, user_errors
+from .common import (PRECISION_HELP, checked_precision, fail, frame_progress, overall_progress, stderr,
+                     user_errors)
 
 def bundle_command(
     dataset: Annotated[Path, typer.Option(help="Dataset directory the models were trained on.")],
@@ -162,7 +164,7 @@ def demo_command(
             stderr.print(f"demo [{elapsed // 60}:{elapsed % 60:02d}]: {name}", markup=False, soft_wrap=True)
 
     hooks = DemoHooks(stage=stage, frames=lambda label: frame_progress(label, not quiet),
-                      steps=lambda label: step_progress(label, quiet))
+                      progress=lambda label: overall_progress(label, not quiet))
     with user_errors(resumable=True):  # the demo anchor's finished stages are cached
         check_output_path(out, suffixes=(".mp4",))
         result = run_demo(out, text=text or DEMO_SCRIPT, root=cache_dir, hooks=hooks)
@@ -201,3 +203,71 @@ def anchor_check_command(
                 print(line)
         if not report.ok:
             raise typer.Exit(1)
+
+
+def anchor_create_command(
+    recordings: Annotated[list[Path], typer.Argument(help="The presenter's recordings (video files with sound, or folders of them).", show_default=False)],
+    presenter: Annotated[str, typer.Option(help="The person this anchor shows.", show_default=False)],
+    consent: Annotated[str, typer.Option(help="Who agreed to become this anchor, to what, and when.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Anchor bundle folder to create, e.g. anchors/jane.", show_default=False)],
+    minutes: Annotated[float, typer.Option(help="Time budget for the whole job: the training stages get what checking, preparing and reporting leave. A 3-minute recording takes about an hour on a 2-core CPU; a GPU trains further in the same time.")] = 60.0,
+    size: Annotated[Optional[int], typer.Option(help="Face crop side: 256 (CPUs, the default) or 512 (the paper's, for GPUs).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of the plan (newsanchor.create.CreatePlan: models, sizes, step caps); options given here override it.", show_default=False)] = None,
+    accept: Annotated[Optional[list[str]], typer.Option(help="A recording check whose problem to note in the report instead of stopping (repeatable), e.g. speech_too_short for a trial anchor.", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1… (default: cuda when present).")] = None,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="Keep the work folder (OUT.work: dataset, training runs, held-out clips) after the anchor is made.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary and the quality report as one JSON line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Make an anchor from recordings in one step: check, prepare, train, bundle, report on held-out speech. Interrupted, the same command goes on where it stopped."""
+    from ..bundle import Presenter
+    from ..create import ACCEPTABLE, CreatePlan, RecordingsRejected, create_anchor, work_folder
+    from ..create.quality import markdown_report
+
+    from ..config import load_settings
+
+    with user_errors(resumable=True):
+        if size is not None and size not in (256, 512):
+            raise NewsanchorError(f"--size {size}: choose 256 or 512")
+        plan = load_settings(CreatePlan, config, {} if size is None else {"size": size}, "anchor create: ")
+        unknown = [c for c in accept or [] if c not in ACCEPTABLE]
+        if unknown:
+            raise NewsanchorError(f"--accept {unknown[0]}: choose from {', '.join(ACCEPTABLE)}")
+        person = Presenter(presenter, consent)
+        try:
+            with overall_progress("anchor create", not quiet) as on_progress:
+                result = create_anchor(recordings, out, person, minutes=minutes, plan=plan,
+                                       accept=accept or (), device=device, keep_work=keep_work, on_progress=on_progress)
+        except RecordingsRejected as rejected:
+            for problem in rejected.problems:
+                print(problem.message, file=sys.stderr)
+            fail(f"{len(rejected.problems)} problem{'s' if len(rejected.problems) != 1 else ''} with the recordings; "
+                 f"nothing was written (record again, or --accept a check to go on regardless)")
+        if as_json:
+            print(json.dumps(result, allow_nan=False))
+            return
+        report = result["report"]
+        print(markdown_report(report))
+        stages = ", ".join(f"{stage} {seconds / 60:.1f} min" for stage, seconds in result["seconds"].items())
+        print(f"\n{out}: anchor of {presenter} ({stages}); preview: {Path(out) / 'quality' / 'preview.mp4'}")
+        if keep_work:
+            print(f"work kept in {work_folder(out)}")
+
+
+def anchor_list_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of anchor bundles.")] = Path("anchors"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the anchors as one JSON line.")] = False,
+) -> None:
+    """List the anchors in a folder: presenter, when made, and whether their quality report meets its targets."""
+    from ..create.listing import list_anchors
+
+    with user_errors():
+        anchors = list_anchors(folder)
+        if as_json:
+            print(json.dumps(anchors, allow_nan=False))
+            return
+        if not anchors:
+            print(f"{folder}: no anchors")
+            return
+        for entry in anchors:
+            print(f"{entry['name']}: {entry['status']}")

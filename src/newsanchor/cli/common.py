@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -16,8 +17,7 @@ stderr = Console(stderr=True)
 LOG_EVERY_S = 10.0
 # synthesize and serve
 PRECISION_HELP = ("The renderer's arithmetic: auto (bf16 where the hardware runs it natively, else fp32), fp32 or bf16. "
-                  "Written into the mp4's metadata; the same speech and precision give the same mp4 "
-                  "(the voice speaks a script a little differently each time).")
+                  "Written into the mp4's metadata; the same script or speech and precision give the same mp4.")
 
 
 def checked_precision(precision: str) -> str:
@@ -29,7 +29,7 @@ def checked_precision(precision: str) -> str:
     return precision
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``newsanchor: MESSAGE`` on stderr and exit with ``code``."""
     print(f"newsanchor: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
@@ -106,6 +106,33 @@ def step_progress(label: str, quiet: bool):
 
     try:
         yield on_step
+    finally:
+        if task is not None:
+            progress.stop()
+
+
+@contextmanager
+def overall_progress(label: str, enabled: bool):
+    """One progress bar over a whole multi-stage job, with its ETA and what it is doing now, as
+    an ``on_progress(fraction 0…1, what)`` callback; shown from the first report."""
+    progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                        TextColumn("{task.fields[what]}"), console=stderr, disable=not enabled)
+    task = None
+    logged = [0.0]
+
+    def on_progress(fraction: float, what: str) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(label, total=1000, what="")
+        progress.update(task, completed=round(1000 * fraction), what=what)
+        now = time.perf_counter()
+        if enabled and not stderr.is_terminal and now - logged[0] >= LOG_EVERY_S:
+            logged[0] = now
+            print(f"{label}: {fraction:.0%}, {what}", file=sys.stderr, flush=True)
+
+    try:
+        yield on_progress
     finally:
         if task is not None:
             progress.stop()

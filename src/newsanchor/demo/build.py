@@ -1,20 +1,22 @@
 """The offline demo: an anchor built from nothing but what ships inside the dependencies.
 
-``run_demo`` makes a whole anchor the way a newsroom would, with the project's own stages, from
-a synthetic actor (:mod:`newsanchor.demo.actor`: the public-domain astronaut photograph animated
-by a viseme model from TTS phoneme timings) instead of a person's recordings:
+``run_demo`` makes a whole anchor the way a newsroom would — with ``create_anchor``, the call
+behind ``newsanchor anchor create`` — from a synthetic actor (:mod:`newsanchor.demo.actor`: the
+public-domain astronaut photograph animated by a viseme model from TTS phoneme timings) instead
+of a person's recordings:
 
 1. speech   — the TTS voice reads :data:`TRAINING_SENTENCES` (~2.5 min) in two clips;
 2. record   — the actor "records" them: mp4 clips with exact lip movement;
-3. prepare  — ``newsanchor prepare`` at 128² (:class:`DemoPlan` holds the sizes and budgets);
-4. mouth    — ``newsanchor train mouth`` (the TCN, L2 only: the quickest to converge);
-5. renderer — ``newsanchor train renderer --preset lower-face`` (the actor's own mouth pixels);
-6. bundle   — ``newsanchor bundle`` with an automatically found template;
-7. speak    — the news script → ``demo.mp4`` with ``make_video``, as ``newsanchor synthesize`` makes it.
+3. anchor   — ``create_anchor`` with the demo's plan (:class:`DemoPlan`: 128² crops, the TCN
+              with L2 only, the lower-face renderer for a fixed number of steps), without the
+              recording checks (the actor is made to pass them but never pauses for 2 s) and
+              without the quality report (minutes the demo need not spend);
+4. speak    — the news script → ``demo.mp4`` with ``make_video``, as ``newsanchor synthesize`` makes it.
 
-Stages 1–6 are cached under the user's cache directory (``$XDG_CACHE_HOME/newsanchor`` or
-``~/.cache/newsanchor``), each finished stage in its own folder, so an interrupted first run
-resumes and later runs only do stage 7. Nothing is downloaded.
+Stages 1–3 are cached under the user's cache directory (``$XDG_CACHE_HOME/newsanchor`` or
+``~/.cache/newsanchor``): the recordings, and the anchor, whose making resumes where it stopped
+(``create_anchor``'s work folder), so an interrupted first run goes on and later runs only do
+stage 4. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import Callable, ContextManager
 import numpy as np
 
 from .. import __version__
+from ..create.plan import CreatePlan
 from ..progress import done_of_total
 
-DEMO_FORMAT = 2  # bump to rebuild every cached demo anchor (2: the lower-face renderer)
+DEMO_FORMAT = 3  # bump to rebuild every cached demo anchor (2: the lower-face renderer; 3: made by create_anchor)
 PRESENTER = "Demo anchor (synthetic actor from the NASA astronaut photograph, public domain)"
 CONSENT = ("Synthetic actor built from a public-domain NASA photograph shipped with scikit-image; "
            "no real person's recordings are used.")
@@ -108,19 +111,27 @@ class DemoPlan:
     renderer_batch: int = 8
     template_frames: int = 50
 
+    def create_plan(self) -> CreatePlan:
+        """The plan ``create_anchor`` trains the demo anchor with (fixed steps, no budget)."""
+        return CreatePlan(size=self.crop_size, mouth_model="tcn", mouth_max_epochs=self.mouth_epochs,
+                          mouth_max_steps=self.mouth_max_steps, renderer_config=self.renderer_config,
+                          renderer_overrides=dict(self.renderer), renderer_max_steps=self.renderer_steps,
+                          renderer_batch=self.renderer_batch, template_frames=self.template_frames)
+
 
 @dataclass
 class DemoHooks:
     """How the demo reports progress (the CLI passes bars; tests pass nothing).
 
     stage(name): a stage starts. frames(label): context manager yielding a ``total →
-    advance(n)`` factory (see ``newsanchor.cli.common.frame_progress``). steps(label): context
-    manager yielding an ``on_step(step, total, losses)`` callback.
+    advance(n)`` factory (see ``newsanchor.cli.common.frame_progress``). progress(label):
+    context manager yielding an ``on_progress(fraction, what)`` callback over the anchor's
+    making (see ``newsanchor.cli.common.overall_progress``).
     """
 
     stage: Callable[[str], None] = lambda name: None
     frames: Callable[[str], ContextManager] = lambda label: nullcontext(None)
-    steps: Callable[[str], ContextManager] = lambda label: nullcontext(None)
+    progress: Callable[[str], ContextManager] = lambda label: nullcontext(None)
 
 
 def cache_root() -> Path:
@@ -182,51 +193,27 @@ def record_training_clips(folder: Path, plan: DemoPlan, hooks: DemoHooks) -> Pat
 
 
 def build_demo_anchor(root: Path | None = None, hooks: DemoHooks = DemoHooks(), plan: DemoPlan = DemoPlan()) -> Path:
-    """Stages 1–6, each skipped when its cached result is complete. Returns the bundle path."""
-    from ..bundle import Presenter, build_bundle
-    from ..config import PrepareConfig
-    from ..prepare import prepare
-    from ..train.mouth import MouthTrainConfig, train_mouth
-    from ..render.lower_face import LOWER_FACE_CONFIGS
-    from ..template import template_in_dataset
-    from ..train.lower_face import LowerFaceTrainConfig, train_lower_face
-    from ..train.renderer import RendererTrainConfig, train_renderer
+    """Stages 1–3, each skipped when its cached result is complete. Returns the bundle path."""
+    from ..bundle import MANIFEST, Presenter
+    from ..create import create_anchor
 
     cache = demo_cache(root, plan)
-    clips = record_training_clips(cache / "recordings", plan, hooks)
-    dataset = cache / "dataset"
-    if not _done(dataset):
-        hooks.stage("preparing the recordings")
-        with hooks.frames("prepare") as factory:
-            prepare([clips], dataset, PrepareConfig(size=plan.crop_size), progress_factory=factory)
-        _mark_done(dataset)
-    mouth = cache / "mouth"
-    if not _done(mouth):
-        hooks.stage("training audio→mouth (TCN)")
-        with hooks.steps("train mouth") as on_step:
-            train_mouth(dataset, mouth, MouthTrainConfig(model="tcn", max_epochs=plan.mouth_epochs,
-                                                                max_steps=plan.mouth_max_steps), on_step=on_step)
-        _mark_done(mouth)
-    renderer = cache / "renderer"
-    if not _done(renderer):
-        hooks.stage(f"training the renderer ({plan.renderer_config}, {plan.renderer_steps} steps)")
-        with hooks.steps("train renderer") as on_step:
-            if plan.renderer_config in LOWER_FACE_CONFIGS:
-                train_lower_face(dataset, renderer, LowerFaceTrainConfig(
-                    config=plan.renderer_config, batch_size=plan.renderer_batch, max_steps=plan.renderer_steps,
-                    sample_every=plan.renderer_steps, loader_workers=1, renderer_overrides=dict(plan.renderer)),
-                    on_step=on_step)
-            else:
-                train_renderer(dataset, renderer, RendererTrainConfig(
-                    config=plan.renderer_config, batch_size=plan.renderer_batch, max_steps=plan.renderer_steps,
-                    sample_every=plan.renderer_steps, loader_workers=1, renderer_overrides=dict(plan.renderer)),
-                    on_step=on_step)
-        _mark_done(renderer)
     anchor = cache / "anchor"
-    if not (anchor / "anchor.json").is_file():
-        hooks.stage("bundling the anchor")
-        build_bundle(dataset, mouth, renderer, anchor, presenter=Presenter(PRESENTER, CONSENT),
-                     template=template_in_dataset(dataset, None, plan.template_frames))
+    if (anchor / MANIFEST).is_file():
+        return anchor
+    clips = record_training_clips(cache / "recordings", plan, hooks)
+    shown = [""]
+    with hooks.progress("demo anchor") as on_progress:
+        def report(fraction: float, what: str) -> None:
+            stage = what.split(":")[0]  # "training the renderer (lower-face): step 3 of 1500"
+            if stage != shown[0]:
+                shown[0] = stage
+                hooks.stage(stage)
+            if on_progress is not None:
+                on_progress(fraction, what)
+
+        create_anchor([clips], anchor, Presenter(PRESENTER, CONSENT), minutes=None, plan=plan.create_plan(),
+                      check=False, report=False, work=cache / "work", on_progress=report)
     return anchor
 
 

@@ -47,6 +47,12 @@ from .image_metrics import crop_box, identity_distance, laplacian_variance, mout
 METRICS = ("psnr", "psnr_mouth", "ssim", "ssim_mouth", "lmd", "flicker", "flicker_face", "sharpness_ratio",
            "identity_dist")
 IDENTITY_EVERY = 10  # dlib's face descriptor takes ~0.1 s: measured on every 10th frame
+# The floors of the lower-face renderer (its issue) that an anchor's quality report holds it to:
+# the rendered mouth as detailed as the real one's (within 15 %), and the same person as close
+# as dlib's descriptors can tell (< 0.6 is the same person for dlib; two clips of one person
+# 0.05–0.3; real frames 200 ms apart 0.16–0.18, benchmarks/identity_floor.py).
+SHARPNESS_TARGET = 0.85
+IDENTITY_TARGET = 0.10
 
 
 class FlickerMeter:
@@ -295,10 +301,11 @@ class _SampleRows:
             self.rows.append(np.concatenate(row, axis=1))
 
 
-def _test_segments(dataset: PreparedDataset, clips: int | None, renderers: dict[str, _RendererUnderTest]) -> list[Segment]:
-    """The held-out segments to score (``clips`` of them evenly spread, or all), after checking
-    that every renderer fits the dataset's crop size."""
-    test = choose_segments(dataset_split(dataset)["test"], clips)
+def _test_segments(dataset: PreparedDataset, clips: int | None, renderers: dict[str, _RendererUnderTest],
+                   segments: Sequence[Segment] | None = None) -> list[Segment]:
+    """The held-out segments to score (``segments`` as given, else ``clips`` of the test split
+    evenly spread, or all), after checking that every renderer fits the dataset's crop size."""
+    test = list(segments) if segments is not None else choose_segments(dataset_split(dataset)["test"], clips)
     if not test:
         raise NewsanchorError(f"{dataset.root}: the test split is empty; prepare more recordings")
     for name, r in renderers.items():
@@ -311,12 +318,13 @@ def _test_segments(dataset: PreparedDataset, clips: int | None, renderers: dict[
 def evaluate_renderers(dataset_dir: str | Path, runs: Sequence[str | Path], *, clips: int | None = None,
                        batch_size: int = 8, device: str | None = None, precision: str = "auto",
                        samples: int = 0, on_frames: Callable[[int, int], None] | None = None,
-                       sample_open_mouths: bool = False) -> dict:
+                       sample_open_mouths: bool = False, segments: Sequence[Segment] | None = None) -> dict:
     """Score renderers and the static baseline on the dataset's held-out test segments.
 
     Args:
         runs: directories holding ``renderer.json`` (train runs or snapshots).
         clips: evaluate this many test segments, evenly spread (default all).
+        segments: score exactly these (held-out) segments instead.
         samples: keep this many sample rows (static | rendered per run | real) for a PNG: evenly
             spread, or (``sample_open_mouths``) the frames whose real mouth is most open.
         on_frames: progress callback ``(frames done, frames in all)``.
@@ -333,7 +341,7 @@ def evaluate_renderers(dataset_dir: str | Path, runs: Sequence[str | Path], *, c
         raise NewsanchorError(str(err)) from None
     renderers = {str(run): _RendererUnderTest(Path(run), device_t, precision) for run in runs}
     dataset = PreparedDataset(dataset_dir)
-    test = _test_segments(dataset, clips, renderers)
+    test = _test_segments(dataset, clips, renderers, segments)
     openness = [mouth_openness(dataset.arrays(s.clip)["landmarks"][s.start:s.stop]) for s in test]
     total = int(sum(np.isfinite(o).sum() for o in openness))
     sample_rows = _SampleRows(samples, openness, sample_open_mouths)
