@@ -144,8 +144,9 @@ def dead_pid() -> int:
 
 def test_anchors_are_listed_with_thumbnails_and_bad_bundles_skipped(service, anchors_dir, caplog):
     anchors = service.client.get("/api/anchors").json()
-    assert anchors == [{"name": "actor", "presenter": {"name": "Synthetic test actor", "consent": "synthetic; no real person"},
-                        "thumbnail": "/api/anchors/actor/thumbnail"}]
+    assert [{key: a[key] for key in ("name", "presenter", "thumbnail", "state", "quality_status")} for a in anchors] == [
+        {"name": "actor", "presenter": {"name": "Synthetic test actor", "consent": "synthetic; no real person"},
+         "thumbnail": "/api/anchors/actor/thumbnail", "state": "ready", "quality_status": "no quality report"}]
     png = service.client.get(anchors[0]["thumbnail"])
     assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert service.client.get("/api/anchors/broken/thumbnail").status_code == 404

@@ -1,7 +1,8 @@
 """The newsroom page and the API docs in a real browser: Debian's Chromium, driven by Playwright,
-against a real ``newsanchor serve`` subprocess. A person's path through the page (choose the
-anchor, type a script, submit from the keyboard, watch the video, download it), with nothing
-fetched from beyond loopback and every form control labelled."""
+against a real ``newsanchor serve`` subprocess. A person's paths through the page (choose the
+anchor, type a script, submit from the keyboard, watch the video, download it; make a new anchor
+from recordings, follow its training, read its quality report, have it read a script), with
+nothing fetched from beyond loopback and every form control labelled."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import httpx
 import pytest
 from conftest import missing_dependency
 from serve_process import ServeProcess
+from test_serve_anchors import CONSENT, tiny_config_yaml
+
+from newsanchor.serve.settings import CONFIG_ENV
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browser downloads are never used
@@ -53,12 +57,15 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def newsroom(grid_anchor_bundle, tmp_path_factory):
-    """One real service for the module's tests (1 worker), stopped with all its processes after."""
+    """One real service for the module's tests (1 video worker, 1 anchor worker training with the
+    tiny plan), stopped with all its processes after."""
     root = tmp_path_factory.mktemp("browser-newsroom")
     shutil.copytree(grid_anchor_bundle, root / "anchors" / grid_anchor_bundle.name)
     server = ServeProcess(root / "anchors", workers=1, log_path=root / "serve.log")
     try:
-        server.start()
+        with pytest.MonkeyPatch.context() as patch:  # the service reads it when it starts
+            patch.setenv(CONFIG_ENV, str(tiny_config_yaml(root / "serve.yaml")))
+            server.start()
         yield server
     finally:
         server.stop()
@@ -142,3 +149,63 @@ def test_the_api_docs_list_every_operation_without_the_internet(browsing):
     assert sorted(map(tuple, shown)) == operations and ("POST", "/api/jobs") in operations
     expect(page.get_by_role("heading", name=re.compile("newsanchor newsroom"))).to_be_visible()
     assert browsing.offsite == [] and browsing.problems == []  # CSP violations would be console errors
+
+
+def test_an_anchor_made_in_the_page_shows_its_progress_and_report_then_reads_a_script(browsing, actor_anchor_bundle):
+    from playwright.sync_api import expect
+
+    page = browsing.page
+    page.goto(browsing.url + "/")
+    page.get_by_label("Recordings", exact=True).set_input_files(str(actor_anchor_bundle.parent / "recordings" / "actor_00.mp4"))
+    page.get_by_label("Anchor name", exact=True).fill("page-actor")
+    page.get_by_label("Presenter's name", exact=True).fill("Synthetic test actor")
+    make = page.get_by_role("button", name="Make the anchor")
+    make.click()  # consent not given: the page says so, nothing is sent
+    expect(page.get_by_role("alert")).to_contain_text("tick the consent box")
+    expect(page.get_by_label("The presenter has agreed to become this virtual anchor")).to_be_focused()
+    page.get_by_label("The presenter has agreed to become this virtual anchor").check()
+    page.get_by_label("What was agreed, by whom and when").fill(CONSENT)
+    page.get_by_label("Trial anchor: accept short recordings").check()  # the actor's take is 29 s
+    make.click()
+
+    # progress: the bar moves while it trains, with the stage in words (and an ETA once the pace is known)
+    expect(page.locator("#anchor-progress-section")).to_be_visible()
+    expect(page.locator("#anchor-label")).to_have_text("page-actor")
+    page.wait_for_function("() => document.getElementById('anchor-progress').value > 0"
+                           " && document.getElementById('anchor-status').textContent.startsWith('Working: ')",
+                           timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#anchors tbody tr", has_text="page-actor")).to_contain_text("being made")
+
+    # the report: each measure, anchor vs recording, target and verdict; the preview plays
+    expect(page.locator("#anchor-report-section")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#anchor-status")).to_have_text("Done: the anchor is ready.")
+    expect(page.locator("#anchor-progress")).to_have_attribute("value", "100")
+    rows = page.locator("#quality-table tbody tr")
+    expect(rows).to_have_count(5)
+    expect(rows.first).to_contain_text("lip sync")
+    assert all(re.search(r"(met|NOT met|not judged)$", text) for text in rows.all_inner_texts())
+    expect(page.locator("#anchor-quality")).to_have_text(re.compile(r"^Synthetic test actor: quality (met|NOT met: .+)\.$"))
+    expect(page.locator("#anchor-accepted li")).to_have_count(2)
+    expect(page.locator("#anchor-accepted")).to_contain_text("in actor_00.mp4)")  # the upload's name, no server path
+    expect(page.locator("#anchor-accepted")).not_to_contain_text(".newsanchor-outputs")
+    page.wait_for_function("() => { const v = document.getElementById('anchor-preview');"
+                           " return v.error === null && v.readyState >= 1 && v.duration > 0; }", timeout=30_000)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the report (Markdown)").click()
+    assert "| lip sync" in Path(download.value.path()).read_text()
+    # listed with its quality status, and offered for scripts without a restart
+    quality = page.locator("#anchor-quality").text_content().split(": ", 1)[1].rstrip(".")  # "quality met", …
+    expect(page.locator("#anchors tbody tr", has_text="page-actor")).to_contain_text(quality)
+    anchor = page.get_by_role("radio", name=re.compile("page-actor"))
+    anchor.check()
+    page.get_by_label("Script", exact=True).fill("Good evening.")
+    page.get_by_role("button", name="Make the video").click()
+    expect(page.locator("#result-section")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_role("status")).to_have_text("Done.")
+    page.wait_for_function("() => { const v = document.getElementById('video');"
+                           " return v.error === null && v.readyState >= 1 && v.duration > 0; }", timeout=30_000)
+    jobs = httpx.get(browsing.url + "/api/jobs", timeout=30).json()
+    assert [(j["kind"], j["anchor"], j["status"]) for j in jobs[:2]] == [("video", "page-actor", "done"),
+                                                                       ("anchor", "page-actor", "done")]
+    assert page.evaluate(UNLABELLED_CONTROLS) == []
+    assert browsing.offsite == [] and browsing.problems == []

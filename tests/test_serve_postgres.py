@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,12 +29,13 @@ from conftest import missing_dependency
 from test_serve import LOCAL_URL, TestClient, anchors_dir, dead_pid, post_text, wait_done  # noqa: F401  (anchors_dir: a fixture)
 
 from newsanchor.errors import NewsanchorError
+from newsanchor.serve import postgres_store, sqlite_store
 from newsanchor.serve.app import create_app
 from newsanchor.serve.postgres_store import PostgresJobStore, public_url
 from newsanchor.serve.service import WorkerPool
 from newsanchor.serve.settings import ServeSettings
 from newsanchor.serve.sqlite_store import SqliteJobStore
-from newsanchor.serve.store import JobCancelled, JobLost, WorkerIdentity, open_store
+from newsanchor.serve.store import AnchorInMaking, JobCancelled, JobLost, WorkerIdentity, open_store
 
 pytestmark = [pytest.mark.slow]
 HOST = socket.gethostname()
@@ -364,6 +366,106 @@ def test_the_job_of_a_killed_worker_process_is_requeued_exactly_once(make_store,
     assert not stores[0].finish(job_id(7), WorkerIdentity(taken.worker, doomed.pid, HOST), "done")
 
 
+# --- anchor jobs: the same queue, their own workers ---
+
+ANCHOR_REQUEST = {"input": "recordings", "presenter": "Jane Doe", "consent": "Jane agreed on 2026-11-01.",
+                  "recordings": [{"file": "recording-01", "name": "take1.mp4"}]}
+
+
+def test_anchor_jobs_are_claimed_by_anchor_workers_only_and_one_job_makes_a_name(make_store):
+    store = make_store(stale_after=0.5)
+    store.create(job_id(1), "grid-s1", REQUEST)
+    made, created = store.create(job_id(2), "jane", ANCHOR_REQUEST, kind="anchor")
+    assert created and made.kind == "anchor" and made.request == ANCHOR_REQUEST and made.status == "queued"
+    store.create(job_id(3), "grid-s1", REQUEST)
+    with pytest.raises(ValueError, match="job kind"):
+        store.create(job_id(9), "grid-s1", REQUEST, kind="podcast")
+    videos, anchors = worker("videos"), worker("anchors")
+    assert [store.claim(videos).id, store.claim(videos, "video").id, store.claim(videos)] == [job_id(1), job_id(3), None]
+    assert all(store.get(job_id(n)).kind == "video" and store.finish(job_id(n), videos, "done") for n in (1, 3))
+    # one unfinished job per anchor name, whoever asks (another connection, another key)
+    with pytest.raises(AnchorInMaking, match="'jane': already being made"):
+        make_store().create(job_id(4), "jane", ANCHOR_REQUEST, kind="anchor", idempotency_key="other")
+    assert store.get(job_id(4)) is None and store.find_by_key("other") is None
+    assert store.create(job_id(5), "john", {**ANCHOR_REQUEST, "presenter": "John"}, kind="anchor")[1]
+    assert [j.id for j in store.of_kind("anchor", unfinished=True)] == [job_id(5), job_id(2)]
+    assert [j.id for j in store.of_kind("anchor", anchor="jane")] == [job_id(2)]
+    assert [j.id for j in store.of_kind("video", limit=1)] == [job_id(3)]
+    # an anchor worker that stops beating loses its job to the queue, and only an anchor worker takes it again
+    assert store.claim(anchors, "anchor").id == job_id(2)
+    store.report(job_id(2), anchors, 0.3, "training audio→mouth: step 5 of 30", 120.0)
+    time.sleep(0.7)
+    assert store.claim(videos) is None  # its claim requeued the anchor job, but does not take it
+    requeued = store.get(job_id(2))
+    assert (requeued.status, requeued.kind, requeued.progress) == ("queued", "anchor", 0.0)
+    with pytest.raises(AnchorInMaking):  # still being made: queued again
+        store.create(job_id(6), "jane", ANCHOR_REQUEST, kind="anchor")
+    again = store.claim(worker("anchors-2"), "anchor")
+    assert again.id == job_id(2) and again.attempts == 2
+    assert store.finish(job_id(2), worker("anchors-2"), "failed", error="2 problems with the recordings")
+    assert store.create(job_id(6), "jane", ANCHOR_REQUEST, kind="anchor")[1]  # the name is free once it failed
+    assert store.cancel(job_id(6)).status == "cancelled"
+    assert store.claim(anchors, "anchor").id == job_id(5) and store.claim(anchors, "anchor") is None
+
+
+V1_SQLITE = """
+CREATE TABLE jobs (id TEXT PRIMARY KEY, anchor TEXT NOT NULL, request TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    progress REAL NOT NULL DEFAULT 0, stage TEXT NOT NULL DEFAULT 'queued', eta_s REAL, error TEXT,
+    idempotency_key TEXT UNIQUE, worker TEXT, worker_pid INTEGER, worker_host TEXT, heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+    updated REAL NOT NULL, video TEXT, captions TEXT);
+CREATE INDEX jobs_by_status ON jobs (status, created);
+CREATE INDEX jobs_by_created ON jobs (created);
+INSERT INTO jobs (id, anchor, request, status, created, updated) VALUES ('{id}', 'grid-s1', '{{"input": "text", "text": "Kept."}}', 'queued', 1, 1);
+PRAGMA user_version = 1;
+"""
+V1_POSTGRES = """
+CREATE TABLE newsanchor_schema (version INTEGER NOT NULL);
+INSERT INTO newsanchor_schema (version) VALUES (1);
+CREATE TABLE newsanchor_jobs (id TEXT PRIMARY KEY, seq BIGINT GENERATED ALWAYS AS IDENTITY, anchor TEXT NOT NULL,
+    request JSON NOT NULL, status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    progress DOUBLE PRECISION NOT NULL DEFAULT 0, stage TEXT NOT NULL DEFAULT 'queued', eta_s DOUBLE PRECISION,
+    error TEXT, idempotency_key TEXT UNIQUE, worker TEXT, worker_pid INTEGER, worker_host TEXT,
+    heartbeat DOUBLE PRECISION, cancel_requested BOOLEAN NOT NULL DEFAULT FALSE, attempts INTEGER NOT NULL DEFAULT 0,
+    created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, video TEXT, captions TEXT);
+CREATE INDEX newsanchor_jobs_by_status ON newsanchor_jobs (status, created, seq);
+CREATE INDEX newsanchor_jobs_by_created ON newsanchor_jobs (created, seq);
+INSERT INTO newsanchor_jobs (id, anchor, request, status, created, updated)
+    VALUES ('{id}', 'grid-s1', '{{"input": "text", "text": "Kept."}}', 'queued', 1, 1);
+"""
+
+
+def test_a_queue_of_the_first_schema_is_brought_up_to_date_with_its_jobs(make_store):
+    """A database made before jobs had a kind: its jobs are videos, and anchor jobs can join them."""
+    if isinstance(make_store(), SqliteJobStore):
+        Path(make_store.spec).unlink()
+        for end in ("-wal", "-shm"):
+            Path(make_store.spec + end).unlink(missing_ok=True)
+        with sqlite3.connect(make_store.spec) as db:
+            db.executescript(V1_SQLITE.format(id=job_id(1)))
+        version = sqlite_store.SCHEMA_VERSION
+    else:
+        with psycopg.connect(make_store.spec, autocommit=True) as db:
+            db.execute("DROP TABLE newsanchor_jobs")
+            db.execute("DROP TABLE newsanchor_schema")
+            db.execute(V1_POSTGRES.format(id=job_id(1)))
+        version = postgres_store.SCHEMA_VERSION
+    stores = [make_store() for _ in range(3)]  # several processes starting at once migrate it once
+    kept = stores[0].get(job_id(1))
+    assert (kept.kind, kept.status, kept.request) == ("video", "queued", {"input": "text", "text": "Kept."})
+    assert stores[1].create(job_id(2), "jane", ANCHOR_REQUEST, kind="anchor")[1]
+    with pytest.raises(AnchorInMaking):
+        stores[2].create(job_id(3), "jane", ANCHOR_REQUEST, kind="anchor")
+    assert stores[1].claim(worker("videos")).id == job_id(1)
+    assert stores[2].claim(worker("anchors"), "anchor").id == job_id(2)
+    if isinstance(stores[0], SqliteJobStore):
+        assert stores[0]._read("PRAGMA user_version")[0][0] == version
+    else:
+        with psycopg.connect(make_store.spec) as db:
+            assert db.execute("SELECT version FROM newsanchor_schema").fetchall() == [(version,)]
+
+
 # --- PostgreSQL only ---
 
 def test_processes_starting_at_once_create_the_schema_once(postgres_url):
@@ -377,12 +479,13 @@ def test_processes_starting_at_once_create_the_schema_once(postgres_url):
         stores = list(pool.map(open_one, range(8)))
     stores[0].create(job_id(1), "grid-s1", REQUEST)
     assert all(store.get(job_id(1)) is not None for store in stores)
+    newer = postgres_store.SCHEMA_VERSION + 1
     with psycopg.connect(postgres_url) as db:
-        assert db.execute("SELECT version FROM newsanchor_schema").fetchall() == [(1,)]
-        db.execute("UPDATE newsanchor_schema SET version = 2")
+        assert db.execute("SELECT version FROM newsanchor_schema").fetchall() == [(postgres_store.SCHEMA_VERSION,)]
+        db.execute("UPDATE newsanchor_schema SET version = %s", (newer,))
     for store in stores:
         store.close()
-    with pytest.raises(NewsanchorError, match="schema 2 is newer than this newsanchor reads"):
+    with pytest.raises(NewsanchorError, match=f"schema {newer} is newer than this newsanchor reads"):
         PostgresJobStore(postgres_url)
 
 
@@ -441,4 +544,33 @@ def test_the_service_renders_a_job_with_its_queue_in_postgresql(anchors_dir, pos
         pool.stop()
     row = app.state.store.get(job["id"])
     assert row.attempts == 1 and row.worker.endswith(":w0") and row.worker_pid not in (None, os.getpid())
+    app.state.store.close()
+
+
+def test_the_service_runs_an_anchor_job_with_its_queue_in_postgresql(anchors_dir, postgres_url, monkeypatch,  # noqa: F811
+                                                                   actor_anchor_bundle):
+    """The real app and a real anchor worker process sharing the queue through PostgreSQL: the
+    actor's recording, refused by its checks (fast), fails the job with every problem listed."""
+    monkeypatch.setenv("NEWSANCHOR_WORKERS", "1")
+    recording = actor_anchor_bundle.parent / "recordings" / "actor_00.mp4"
+    settings = ServeSettings(anchors_dir, db=postgres_url)
+    app = create_app(settings)
+    pool = WorkerPool(settings, 0, device="cpu", anchor_count=1)
+    try:
+        with TestClient(app, base_url=LOCAL_URL) as client:
+            pool.start()
+            answer = client.post("/api/anchors", files=[("recordings", ("take1.mp4", recording.read_bytes(), "video/mp4"))],
+                                 data={"name": "refused", "presenter": "Synthetic test actor", "consent": "synthetic",
+                                       "consent_given": "true"})
+            assert answer.status_code == 202, answer.text
+            deadline = time.monotonic() + 300
+            while (detail := client.get("/api/anchors/refused").json())["state"] in ("queued", "running"):
+                assert time.monotonic() < deadline, detail
+                time.sleep(0.2)
+            assert detail["state"] == "failed", detail
+            assert {p["check"] for p in detail["problems"]} == {"speech_too_short", "no_quiet_stretch"}
+    finally:
+        pool.stop()
+    row = app.state.store.get(answer.json()["id"])
+    assert row.kind == "anchor" and row.worker.endswith(":a0") and row.worker_pid not in (None, os.getpid())
     app.state.store.close()

@@ -1,12 +1,15 @@
 """The newsroom service as real processes: ``newsanchor serve`` started as a subprocess with its
 worker processes, a worker killed with SIGKILL mid-render (recovered by the service's supervisor,
-and by a restart of the whole service), and 50 concurrent clients over loopback."""
+and by a restart of the whole service), 50 concurrent clients over loopback, and an anchor
+trained beside videos, killed with the whole service mid-training and finished after a restart."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -18,7 +21,7 @@ import httpx
 import pytest
 from serve_process import process_exists
 
-from newsanchor.serve.settings import DB_NAME, OUTPUTS_NAME
+from newsanchor.serve.settings import CONFIG_ENV, DB_NAME, OUTPUTS_NAME
 from newsanchor.serve.sqlite_store import SqliteJobStore
 from newsanchor.serve.worker import CAPTIONS_NAME, VIDEO_NAME
 
@@ -197,9 +200,84 @@ def test_fifty_concurrent_clients_each_get_their_video_once(serve_processes, new
 
 
 def test_workers_of_a_killed_server_stop_by_themselves(serve_processes, newsroom_dir):
-    server = serve_processes(newsroom_dir, workers=2)
-    workers = wait_for(lambda: len(pids := server.worker_pids()) == 2 and pids, 60, "two worker processes")
+    server = serve_processes(newsroom_dir, workers=2)  # and one anchor worker, by default
+    workers = wait_for(lambda: len(pids := server.worker_pids()) == 3 and pids, 60, "three worker processes")
     os.kill(server.process.pid, signal.SIGKILL)  # the server alone: nobody tells its workers to stop
     server.process.wait(10)
     wait_for(lambda: not any(process_exists(pid) for pid in workers), 30, "the orphaned workers to exit",
              interval=0.5)
+
+
+def test_an_anchor_killed_mid_training_is_finished_once_after_a_restart_and_videos_flow_beside_it(
+        serve_processes, actor_anchor_bundle, tmp_path, monkeypatch):
+    from test_serve_anchors import CONSENT, TRIAL, tiny_config_yaml
+
+    anchors = tmp_path / "anchors"
+    shutil.copytree(actor_anchor_bundle, anchors / "actor")
+    # the tiny plan, with renderer steps enough to be caught training them
+    monkeypatch.setenv(CONFIG_ENV, str(tiny_config_yaml(tmp_path / "serve.yaml", renderer_max_steps=100)))
+    recording = actor_anchor_bundle.parent / "recordings" / "actor_00.mp4"
+    first = serve_processes(anchors, workers=1)  # one video worker and one anchor worker
+    with first.client() as client:
+        answer = client.post("/api/anchors", files=[("recordings", ("take1.mp4", recording.read_bytes(), "video/mp4"))],
+                             data={"name": "resumed", "presenter": "Synthetic test actor", "consent": CONSENT,
+                                   "consent_given": "true", "accept": TRIAL})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+
+        def anchor_stage(prefix: str):
+            def check():
+                detail = client.get("/api/anchors/resumed").json()
+                assert detail["state"] in ("queued", "running"), f"the anchor job ended before it was caught: {detail}"
+                return detail if detail["state"] == "running" and detail["job"]["stage"].startswith(prefix) else None
+            return check
+
+        wait_for(anchor_stage("training"), 600, "the anchor training")
+        # a video while the anchor trains: its own worker takes it at once, it does not wait for the training
+        video_id = client.post("/api/jobs", json={"anchor": "actor", "text": "Good evening."}).json()["id"]
+        wait_for(lambda: client.get(f"/api/jobs/{video_id}").json()["status"] != "queued", 60, "the video claimed")
+        assert client.get("/api/anchors/resumed").json()["state"] == "running"
+        video = wait_for(lambda: (j := client.get(f"/api/jobs/{video_id}").json())["status"] in FINAL and j, 600,
+                         "the video beside the training")
+        assert video["status"] == "done", video
+        caught = wait_for(anchor_stage("training the renderer"), 900, "the renderer training")
+        assert 0 < caught["job"]["progress"] < 1 and caught["job"]["eta_s"] is not None
+    work = anchors / OUTPUTS_NAME / job_id / "work"
+    finished = {p: p.stat().st_mtime_ns for p in (work / "dataset" / "manifest.json", work / "mouth" / "log.csv")}
+    first.kill()  # SIGKILL to the server and every worker at once: a power cut
+    store = job_store(anchors)
+    try:
+        left = store.get(job_id)
+    finally:
+        store.close()
+    assert left.status == "running" and left.attempts == 1 and not (anchors / "resumed").exists()
+    assert list(json.loads((work / "state.json").read_text())["seconds"]) == ["check", "prepare", "mouth"]
+
+    second = serve_processes(anchors, workers=1)
+    with second.client() as client:
+        # the second attempt goes on from the work folder: the recordings are not prepared again,
+        # nor the audio→mouth model trained again
+        def resumed_renderer():
+            detail = client.get("/api/anchors/resumed").json()
+            ended = detail["state"] not in ("queued", "running")
+            return detail if ended or detail["job"]["stage"].startswith("training the renderer") else None
+
+        again = wait_for(resumed_renderer, 600, "the resumed training")
+        assert again["state"] == "running" and again["job"]["id"] == job_id, again
+        assert {p: p.stat().st_mtime_ns for p in finished} == finished
+        made = wait_for(lambda: (d := client.get("/api/anchors/resumed").json())["state"] not in ("queued", "running")
+                        and d, 900, "the anchor made after the restart")
+        assert made["state"] == "ready" and made["quality_status"].startswith("quality"), made
+        assert {a["name"]: a["state"] for a in client.get("/api/anchors").json()} == {"actor": "ready", "resumed": "ready"}
+        assert client.get(made["preview"]).headers["content-type"] == "video/mp4"
+        # offered as soon as the bundle is in place; the job ends a moment later, once its files are cleared
+        wait_for(lambda: f"job {job_id}: done in" in second.log(), 60, "the anchor job's end")
+    assert f"requeued 1 job(s) left running by a previous server: {job_id}" in second.log()
+    store = job_store(anchors)
+    try:
+        job = store.get(job_id)
+    finally:
+        store.close()
+    assert job.status == "done" and job.attempts == 2 and job.kind == "anchor"
+    assert len(re.findall(rf"job {job_id}: done in", first.log() + second.log())) == 1
+    assert not (anchors / OUTPUTS_NAME / job_id).exists()  # uploads and work folder removed once done

@@ -26,18 +26,18 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Json
 
 from ..errors import NewsanchorError
-from .store import (STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, log_lost_job, lost_job_update,
-                    worker_is_dead)
+from .store import (STALE_AFTER_S, AnchorInMaking, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, check_kind,
+                    log_lost_job, lost_job_update, worker_is_dead)
 
 log = logging.getLogger("newsanchor.serve")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs have a kind (video, anchor)
 # pg_advisory_xact_lock key serialising schema creation between processes starting at once
 # (concurrent CREATE TABLE IF NOT EXISTS can otherwise fail); any constant unique to us will do
 SCHEMA_LOCK_KEY = 0x6E657773616E6368  # "newsanch"
 # the time the statement arrived: one value for all of a statement's columns (created = updated)
 NOW = "extract(epoch FROM statement_timestamp())::double precision"
 COLUMNS = ("id, anchor, request, status, progress, stage, eta_s, error, idempotency_key, worker, worker_pid, "
-           "worker_host, heartbeat, cancel_requested, attempts, created, updated, video, captions")
+           "worker_host, heartbeat, cancel_requested, attempts, created, updated, video, captions, kind")
 # seq orders jobs created in the same microsecond, as SQLite's rowid does; it is not part of a Job.
 # request is json, not jsonb: jsonb would reorder the request's keys.
 SCHEMA = """
@@ -61,10 +61,21 @@ CREATE TABLE IF NOT EXISTS newsanchor_jobs (
     created          DOUBLE PRECISION NOT NULL,
     updated          DOUBLE PRECISION NOT NULL,
     video            TEXT,
-    captions         TEXT
-);
+    captions         TEXT,
+    kind             TEXT NOT NULL DEFAULT 'video' CHECK (kind IN ('video', 'anchor'))
+)
+"""
+# what a database of an earlier schema version needs to become this one (version → statements)
+MIGRATIONS = {
+    1: ["ALTER TABLE newsanchor_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'video' CHECK (kind IN ('video', 'anchor'))"],
+}
+ONE_MAKER_PER_ANCHOR = "newsanchor_jobs_one_maker_per_anchor"
+INDEXES = f"""
 CREATE INDEX IF NOT EXISTS newsanchor_jobs_by_status ON newsanchor_jobs (status, created, seq);
-CREATE INDEX IF NOT EXISTS newsanchor_jobs_by_created ON newsanchor_jobs (created, seq)
+CREATE INDEX IF NOT EXISTS newsanchor_jobs_by_created ON newsanchor_jobs (created, seq);
+CREATE INDEX IF NOT EXISTS newsanchor_jobs_by_kind ON newsanchor_jobs (kind, status, created, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS {ONE_MAKER_PER_ANCHOR} ON newsanchor_jobs (anchor)
+    WHERE kind = 'anchor' AND status IN ('queued', 'running')
 """
 
 
@@ -123,7 +134,11 @@ class PostgresJobStore(JobStore):
                                       f"newsanchor reads ({SCHEMA_VERSION})")
             if row is not None and row["version"] == SCHEMA_VERSION:
                 return  # nothing to create: no DDL, so no table locks against running workers
-            for statement in SCHEMA.split(";"):
+            db.execute(SCHEMA)  # a new database gets this version's table; an older one keeps its own...
+            for old in range(row["version"] if row is not None else SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in MIGRATIONS[old]:  # ...and is brought up to date
+                    db.execute(statement)
+            for statement in INDEXES.split(";"):
                 if statement.strip():
                     db.execute(statement)
             if row is None:
@@ -157,15 +172,23 @@ class PostgresJobStore(JobStore):
 
     # --- the app's side ---
 
-    def create(self, job_id, anchor, request, *, idempotency_key=None):
+    def create(self, job_id, anchor, request, *, kind="video", idempotency_key=None):
+        try:
+            return self._create(job_id, anchor, request, check_kind(kind), idempotency_key)
+        except psycopg.errors.UniqueViolation as err:
+            if err.diag.constraint_name == ONE_MAKER_PER_ANCHOR:
+                raise AnchorInMaking(anchor) from None
+            raise
+
+    def _create(self, job_id: str, anchor: str, request: dict, kind: str, idempotency_key: str | None) -> tuple[Job, bool]:
         with self._transaction() as db:
             # ON CONFLICT: a second server creating the same key at the same moment waits for the
             # first to commit, then inserts nothing and returns the first one's job below
             rows = db.execute(
-                f"INSERT INTO newsanchor_jobs (id, anchor, request, status, stage, idempotency_key, created, updated) "
-                f"VALUES (%s, %s, %s, 'queued', 'queued', %s, {NOW}, {NOW}) "
+                f"INSERT INTO newsanchor_jobs (id, anchor, request, status, stage, idempotency_key, created, updated, "
+                f"kind) VALUES (%s, %s, %s, 'queued', 'queued', %s, {NOW}, {NOW}, %s) "
                 f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}",
-                (job_id, anchor, Json(request), idempotency_key)).fetchall()
+                (job_id, anchor, Json(request), idempotency_key, kind)).fetchall()
             if rows:
                 return Job(**rows[0]), True
             row = db.execute(f"SELECT {COLUMNS} FROM newsanchor_jobs WHERE idempotency_key = %s",
@@ -185,6 +208,13 @@ class PostgresJobStore(JobStore):
 
     def recent(self, limit=50):
         rows = self._read(f"SELECT {COLUMNS} FROM newsanchor_jobs ORDER BY created DESC, seq DESC LIMIT %s", (limit,))
+        return [Job(**row) for row in rows]
+
+    def of_kind(self, kind, *, anchor=None, unfinished=False, limit=50):
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM newsanchor_jobs WHERE kind = %s AND (%s::text IS NULL OR anchor = %s) "
+            f"AND (NOT %s OR status IN ('queued', 'running')) ORDER BY created DESC, seq DESC LIMIT %s",
+            (check_kind(kind), anchor, anchor, unfinished, limit))
         return [Job(**row) for row in rows]
 
     def cancel(self, job_id):
@@ -228,15 +258,16 @@ class PostgresJobStore(JobStore):
         with self._transaction() as db:
             return self._requeue_dead(db)
 
-    def claim(self, worker: WorkerIdentity):
+    def claim(self, worker: WorkerIdentity, kind: str = "video"):
         with self._transaction() as db:
             self._requeue_dead(db)
             rows = db.execute(
                 f"UPDATE newsanchor_jobs SET status = 'running', stage = 'starting', progress = 0, eta_s = NULL, "
                 f"error = NULL, worker = %s, worker_pid = %s, worker_host = %s, heartbeat = {NOW}, updated = {NOW}, "
                 f"attempts = attempts + 1 "
-                f"WHERE id = (SELECT id FROM newsanchor_jobs WHERE status = 'queued' ORDER BY created, seq LIMIT 1 "
-                f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}", (worker.id, worker.pid, worker.host)).fetchall()
+                f"WHERE id = (SELECT id FROM newsanchor_jobs WHERE status = 'queued' AND kind = %s "
+                f"ORDER BY created, seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}",
+                (worker.id, worker.pid, worker.host, check_kind(kind))).fetchall()
         return Job(**rows[0]) if rows else None
 
     def heartbeat(self, job_id, worker):

@@ -56,8 +56,8 @@ class BodyTooLarge(Exception):
 
 
 def size_text(size: int) -> str:
-    """Bytes for people: 50 MB, 256 KB, 900 bytes."""
-    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+    """Bytes for people: 4 GB, 50 MB, 256 KB, 900 bytes."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
     return f"{size} bytes"
@@ -256,11 +256,13 @@ class RateLimiter:
 class Guard:
     """ASGI middleware: security headers on every answer; the host policy (``Host`` on every
     request, ``Origin`` on those that change jobs); the bearer token on every closed path; and the
-    size limit of job submissions, both by Content-Length and while the body streams in (a client
-    may send none or lie)."""
+    size limit of submissions, both by Content-Length and while the body streams in (a client may
+    send none or lie). ``uploads``: the paths that take files, each with its limit of a multipart
+    body and what that limit covers, in words; every other POST is JSON, up to ``max_json``."""
 
-    def __init__(self, app, *, token: str | None, max_upload: int, max_json: int, hosts: HostPolicy):
-        self.app, self.token, self.max_upload, self.max_json = app, token, max_upload, max_json
+    def __init__(self, app, *, token: str | None, uploads: dict[str, tuple[int, str]], max_json: int,
+                 hosts: HostPolicy):
+        self.app, self.token, self.uploads, self.max_json = app, token, uploads, max_json
         self.hosts = hosts
 
     async def __call__(self, scope, receive, send):
@@ -279,13 +281,14 @@ class Guard:
             response = JSONResponse({"error": "missing or wrong access token (send Authorization: Bearer TOKEN)"},
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
             return await response(scope, receive, send)
-        if scope["method"] == "POST" and path == "/api/jobs":
+        if scope["method"] == "POST" and path in self.uploads:
             multipart = headers.get("content-type", "").lower().startswith("multipart/")
-            # the form's other fields and boundaries ride along with the file
-            limit = self.max_upload + 64 * 1024 if multipart else self.max_json
+            upload_limit, uploaded = self.uploads[path]
+            # the form's other fields and boundaries ride along with the files
+            limit = upload_limit + 64 * 1024 if multipart else self.max_json
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
-                what = f"audio files up to {size_text(self.max_upload)}" if multipart else \
+                what = f"{uploaded} up to {size_text(upload_limit)}" if multipart else \
                     f"JSON bodies up to {size_text(self.max_json)}"
                 return await JSONResponse({"error": f"request too large: this service accepts {what}"},
                                           status_code=413)(scope, receive, send)

@@ -1,9 +1,11 @@
-"""``newsanchor serve``: the app under uvicorn plus N worker processes, kept alive.
+"""``newsanchor serve``: the app under uvicorn plus N video workers and M anchor workers, kept alive.
 
 Workers are separate processes (spawned, so none inherits the server's threads or sockets):
-rendering holds the CPU or GPU for seconds to minutes and must not stall the API. A small
-supervisor thread restarts a worker that died; the job it held is requeued by the next claim,
-because its process id is gone. SIGTERM stops the service like Ctrl-C (workers finish or are
+rendering holds the CPU or GPU for seconds to minutes and must not stall the API. Anchor
+workers (one by default) train anchors beside them, so a training of an hour never holds up
+the videos. A small supervisor thread restarts a worker that died; the job it held is requeued
+by the next claim, because its process id is gone (an anchor job then resumes from its work
+folder). SIGTERM stops the service like Ctrl-C (workers finish or are
 ended, then the server exits 0), and workers whose server was killed outright stop by themselves.
 
 A start either serves or leaves things as they were: the port is taken first, and a start that
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from ..errors import NewsanchorError
 from .security import allowed_host_name, is_loopback, resolve_token
-from .settings import ServeSettings
+from .settings import ServeSettings, load_serve_config
 from .store import open_store, sqlite_path
 from .submit import sweep_orphaned_uploads
 
@@ -37,32 +39,43 @@ STOP_GRACE_S = 10.0
 
 
 class WorkerPool:
-    """N worker processes; restarts any that exit while the pool runs."""
+    """``count`` video worker processes (w0, w1, …) and ``anchor_count`` anchor worker processes
+    (a0, …); restarts any that exit while the pool runs."""
 
-    def __init__(self, settings: ServeSettings, count: int, device: str | None = None, *, compile_renderer: bool = False,
-                 precision: str = "auto"):
-        self.settings, self.count, self.device = settings, count, device
+    def __init__(self, settings: ServeSettings, count: int, device: str | None = None, *, anchor_count: int = 0,
+                 compile_renderer: bool = False, precision: str = "auto"):
+        self.settings, self.count, self.anchor_count, self.device = settings, count, anchor_count, device
         self.compile_renderer, self.precision = compile_renderer, precision
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._halt = threading.Event()
-        self._processes: list = [None] * count
+        # (kind, name) of each process slot
+        self._slots = [("video", f"w{i}") for i in range(count)] + [("anchor", f"a{i}") for i in range(anchor_count)]
+        self._processes: list = [None] * len(self._slots)
         self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
 
     def _start(self, index: int) -> None:
         from .worker import worker_process_main
 
+        kind, name = self._slots[index]
         process = self._context.Process(
-            target=worker_process_main, name=f"newsanchor-worker-{index}",
+            target=worker_process_main, name=f"newsanchor-worker-{name}",
             args=(self.settings.db_spec, str(self.settings.anchors_dir), str(self.settings.outputs_dir),
-                  f"w{index}", self._stop, self.device, self.compile_renderer, self.precision))
+                  name, self._stop, self.device, self.compile_renderer, self.precision, kind, self._threads(kind)))
         process.start()
         self._processes[index] = process
-        log.info("worker w%d started (pid %d)", index, process.pid)
+        log.info("worker %s (%s jobs) started (pid %d)", name, kind, process.pid)
+
+    def _threads(self, kind: str) -> int:
+        """CPU threads of a worker. Video workers share the cores as if they were alone (as they
+        are while no anchor trains, which is most of the time); an anchor worker takes only its
+        share of every worker's, so that a training slows the videos beside it, never stops them."""
+        cores = os.cpu_count() or 1
+        return max(1, cores // (self.count if kind == "video" else len(self._slots)))
 
     def start(self) -> None:
-        os.environ["NEWSANCHOR_WORKERS"] = str(self.count)  # inherited: each worker takes its share of cores
-        for index in range(self.count):
+        os.environ["NEWSANCHOR_WORKERS"] = str(max(1, self.count))  # inherited, for anything that reads it
+        for index in range(len(self._slots)):
             self._start(index)
         self._supervisor.start()
 
@@ -70,12 +83,13 @@ class WorkerPool:
         while not self._halt.wait(SUPERVISE_EVERY_S):
             for index, process in enumerate(self._processes):
                 if process is not None and not process.is_alive() and not self._halt.is_set():
-                    log.warning("worker w%d (pid %d) exited with code %s; starting another", index, process.pid,
-                                process.exitcode)
+                    log.warning("worker %s (pid %d) exited with code %s; starting another", self._slots[index][1],
+                                process.pid, process.exitcode)
                     self._start(index)
 
     def stop(self) -> None:
-        """Ask workers to stop after their current job; end those still busy after a grace period
+        """Ask workers to stop after their current job (an anchor worker at its next progress
+        report: its job resumes at the next start); end those still busy after a grace period
         (their jobs are requeued at the next start)."""
         self._halt.set()
         self._stop.set()
@@ -161,18 +175,21 @@ class _MadeByThisStart:
 
 
 def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-                db: str | None = None, token: str | None = None, device: str | None = None,
+                anchor_workers: int = 1, db: str | None = None, token: str | None = None, device: str | None = None,
                 compile_renderer: bool = False, precision: str = "auto", allowed_hosts: tuple[str, ...] = (),
-                trusted_proxies: tuple[str, ...] = ()) -> None:
+                trusted_proxies: tuple[str, ...] = (), config: Path | None = None) -> None:
     """Serve the newsroom until interrupted.
 
-    ``allowed_hosts``: names clients may reach the service by beside loopback's and ``host``
-    (see ``security.HostPolicy``); ``trusted_proxies``: addresses of reverse proxies whose
-    X-Forwarded-For names the client (none: the header is ignored).
+    ``workers`` processes render videos and ``anchor_workers`` train anchors (0: this service
+    trains none; its anchor jobs wait for a machine that does). ``allowed_hosts``: names clients
+    may reach the service by beside loopback's and ``host`` (see ``security.HostPolicy``);
+    ``trusted_proxies``: addresses of reverse proxies whose X-Forwarded-For names the client
+    (none: the header is ignored). ``config``: a YAML file of further settings
+    (:class:`~.settings.ServeConfig`: how anchors are trained).
 
     Raises:
-        NewsanchorError: a bad option, a port that cannot be taken, a bad --db, no usable anchor,
-            or a token that cannot be saved; nothing this start created is left behind.
+        NewsanchorError: a bad option or config file, a port that cannot be taken, a bad --db, no
+            usable anchor, or a token that cannot be saved; nothing this start created is left behind.
     """
     import uvicorn
 
@@ -182,13 +199,17 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
     started = time.time()
     if workers < 1:
         raise NewsanchorError(f"--workers {workers}: at least 1")
+    if anchor_workers < 0:
+        raise NewsanchorError(f"--anchor-workers {anchor_workers}: 0 or more")
     anchors_dir = Path(anchors_dir)
     if not anchors_dir.is_dir():
         raise NewsanchorError(f"{anchors_dir}: no such anchors folder")
     allowed_hosts = tuple(allowed_host_name(name) for name in allowed_hosts)
     trusted_proxies = tuple(trusted_proxy(address) for address in trusted_proxies)
+    file_settings = load_serve_config(config)
     listener = listen(host, port)
-    settings = ServeSettings(anchors_dir=anchors_dir, db=db, host=host, allowed_hosts=allowed_hosts)
+    settings = ServeSettings(anchors_dir=anchors_dir, db=db, host=host, allowed_hosts=allowed_hosts,
+                             anchor_training=file_settings.anchor_training)
     made = _MadeByThisStart(settings)
     store = pool = server = None
     try:
@@ -202,12 +223,13 @@ def run_service(anchors_dir: Path, *, host: str = "127.0.0.1", port: int = 8000,
         settings = replace(settings, token=resolve_token(host, token, settings.token_file,
                                                          announce=lambda line: print(line, file=sys.stderr, flush=True)))
         app = create_app(settings, store)
-        if not app.state.anchors:
+        if not app.state.anchors.current():
             raise NewsanchorError(f"{anchors_dir}: no usable anchor bundle (each sub-folder with an anchor.json; "
                                   f"see the log lines above for why any were skipped)")
         if not is_loopback(host):
             log.info("listening beyond this machine: every API call needs Authorization: Bearer TOKEN")
-        pool = WorkerPool(settings, workers, device, compile_renderer=compile_renderer, precision=precision)
+        pool = WorkerPool(settings, workers, device, anchor_count=anchor_workers, compile_renderer=compile_renderer,
+                          precision=precision)
         pool.start()
         server = uvicorn.Server(uvicorn_config(app, host, port, trusted_proxies))
         bound = listener.getsockname()

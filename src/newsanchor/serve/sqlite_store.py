@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import NewsanchorError
-from .store import (STALE_AFTER_S, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, log_lost_job, lost_job_update,
-                    worker_is_dead)
+from .store import (STALE_AFTER_S, AnchorInMaking, Job, JobCancelled, JobLost, JobStore, WorkerIdentity, check_kind,
+                    log_lost_job, lost_job_update, worker_is_dead)
 
-SCHEMA_VERSION = 1
-SCHEMA = """
+SCHEMA_VERSION = 2  # 2: jobs have a kind (video, anchor)
+TABLE = """
 CREATE TABLE IF NOT EXISTS jobs (
     id               TEXT PRIMARY KEY,
     anchor           TEXT NOT NULL,
@@ -42,10 +42,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     created          REAL NOT NULL,
     updated          REAL NOT NULL,
     video            TEXT,
-    captions         TEXT
-);
+    captions         TEXT,
+    kind             TEXT NOT NULL DEFAULT 'video' CHECK (kind IN ('video', 'anchor'))
+)
+"""
+# what a database of an earlier schema version needs to become this one (version → statements)
+MIGRATIONS = {
+    1: ["ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'video' CHECK (kind IN ('video', 'anchor'))"],
+}
+INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created);
+CREATE INDEX IF NOT EXISTS jobs_by_kind ON jobs (kind, status, created);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_maker_per_anchor ON jobs (anchor)
+    WHERE kind = 'anchor' AND status IN ('queued', 'running')
 """
 
 
@@ -79,7 +89,12 @@ class SqliteJobStore(JobStore):
                 if version > SCHEMA_VERSION:
                     raise NewsanchorError(f"{self.path}: job database schema {version} is newer than this "
                                           f"newsanchor reads ({SCHEMA_VERSION})")
-                for statement in SCHEMA.split(";"):  # executescript would commit our transaction
+                # executescript would commit our transaction: one statement at a time
+                db.execute(TABLE)  # a new database (version 0) gets this version's table; an older one...
+                for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:  # ...keeps its own and is brought up to date
+                        db.execute(statement)
+                for statement in INDEXES.split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -105,17 +120,22 @@ class SqliteJobStore(JobStore):
 
     # --- the app's side ---
 
-    def create(self, job_id, anchor, request, *, idempotency_key=None):
+    def create(self, job_id, anchor, request, *, kind="video", idempotency_key=None):
         now = time.time()
         with self._immediate() as db:
             if idempotency_key is not None:
                 row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
                 if row is not None:
                     return _job(row), False
-            row = db.execute(
-                "INSERT INTO jobs (id, anchor, request, status, stage, idempotency_key, created, updated) "
-                "VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?) RETURNING *",
-                (job_id, anchor, json.dumps(request), idempotency_key, now, now)).fetchall()[0]
+            try:
+                row = db.execute(
+                    "INSERT INTO jobs (id, anchor, request, status, stage, idempotency_key, created, updated, kind) "
+                    "VALUES (?, ?, ?, 'queued', 'queued', ?, ?, ?, ?) RETURNING *",
+                    (job_id, anchor, json.dumps(request), idempotency_key, now, now, check_kind(kind))).fetchall()[0]
+            except sqlite3.IntegrityError as err:
+                if "jobs.anchor" in str(err):  # jobs_one_maker_per_anchor
+                    raise AnchorInMaking(anchor) from None
+                raise
             return _job(row), True
 
     def find_by_key(self, idempotency_key):
@@ -128,6 +148,13 @@ class SqliteJobStore(JobStore):
 
     def recent(self, limit=50):
         return [_job(r) for r in self._read("SELECT * FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?", (limit,))]
+
+    def of_kind(self, kind, *, anchor=None, unfinished=False, limit=50):
+        rows = self._read(
+            "SELECT * FROM jobs WHERE kind = ? AND (? IS NULL OR anchor = ?) "
+            "AND (NOT ? OR status IN ('queued', 'running')) ORDER BY created DESC, rowid DESC LIMIT ?",
+            (check_kind(kind), anchor, anchor, unfinished, limit))
+        return [_job(r) for r in rows]
 
     def cancel(self, job_id):
         now = time.time()
@@ -159,15 +186,15 @@ class SqliteJobStore(JobStore):
         with self._immediate() as db:
             return self._requeue_dead(db, time.time())
 
-    def claim(self, worker: WorkerIdentity):
+    def claim(self, worker: WorkerIdentity, kind: str = "video"):
         now = time.time()
         with self._immediate() as db:
             self._requeue_dead(db, now)
             rows = db.execute(
                 "UPDATE jobs SET status = 'running', stage = 'starting', progress = 0, eta_s = NULL, error = NULL, "
                 "worker = ?, worker_pid = ?, worker_host = ?, heartbeat = ?, updated = ?, attempts = attempts + 1 "
-                "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created, rowid LIMIT 1) "
-                "RETURNING *", (worker.id, worker.pid, worker.host, now, now)).fetchall()
+                "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY created, rowid LIMIT 1) "
+                "RETURNING *", (worker.id, worker.pid, worker.host, now, now, check_kind(kind))).fetchall()
         return _job(rows[0]) if rows else None
 
     def heartbeat(self, job_id, worker):

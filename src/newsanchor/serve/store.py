@@ -1,5 +1,11 @@
 """The job queue's interface: what the web app and the workers need from a job store.
 
+Two kinds of job share the queue: ``video`` (a script or recording → an mp4, by the video
+workers) and ``anchor`` (recordings → a trained anchor bundle, by the anchor workers, so that a
+training of an hour never holds up the videos). A worker claims only its own kind. ``anchor``
+names the anchor a job reads from (video) or makes (anchor); at most one unfinished anchor job
+may make a given name, which the store enforces (:class:`AnchorInMaking`).
+
 The app creates, reads, cancels and deletes jobs; workers claim them one at a time, report
 progress (which doubles as a heartbeat and as the way a cancel request reaches them) and
 finish them. Every state change a worker makes names the worker, so a worker that lost its job
@@ -25,6 +31,7 @@ from ..errors import NewsanchorError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
+KINDS = ("video", "anchor")
 # A running job whose worker has not reported for this long is taken for lost. Workers
 # heartbeat from a separate thread every few seconds, so only a dead or frozen worker is this late.
 STALE_AFTER_S = 30.0
@@ -36,6 +43,20 @@ class JobLost(Exception):
 
 class JobCancelled(Exception):
     """A cancel was requested for the job a worker runs: it stops and marks the job cancelled."""
+
+
+class AnchorInMaking(NewsanchorError):
+    """Another queued or running anchor job already makes an anchor of this name."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"anchor {name!r}: already being made by another job")
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"job kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -54,7 +75,8 @@ class WorkerIdentity:
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the queue. ``video``/``captions`` are paths relative to the outputs folder."""
+    """One row of the queue. ``video``/``captions`` are paths relative to the outputs folder
+    (video jobs); ``kind`` is ``video`` or ``anchor``."""
 
     id: str
     anchor: str
@@ -75,6 +97,7 @@ class Job:
     updated: float
     video: str | None
     captions: str | None
+    kind: str = "video"
 
 
 def pid_alive(pid: int) -> bool:
@@ -118,8 +141,13 @@ class JobStore(ABC):
     """A durable job queue shared by the app and any number of worker processes."""
 
     @abstractmethod
-    def create(self, job_id: str, anchor: str, request: dict, *, idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Queue a job; with a key already used, return that job instead. -> (job, created)."""
+    def create(self, job_id: str, anchor: str, request: dict, *, kind: str = "video",
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job of ``kind``; with a key already used, return that job instead. -> (job, created).
+
+        Raises:
+            AnchorInMaking: an anchor job for a name another queued or running anchor job makes.
+        """
 
     @abstractmethod
     def find_by_key(self, idempotency_key: str) -> Job | None:
@@ -131,12 +159,17 @@ class JobStore(ABC):
 
     @abstractmethod
     def recent(self, limit: int = 50) -> list[Job]:
-        """The newest jobs first."""
+        """The newest jobs first (every kind)."""
 
     @abstractmethod
-    def claim(self, worker: WorkerIdentity) -> Job | None:
-        """Take the oldest queued job for ``worker`` atomically (requeueing jobs of dead workers
-        first), or None when nothing is queued."""
+    def of_kind(self, kind: str, *, anchor: str | None = None, unfinished: bool = False, limit: int = 50) -> list[Job]:
+        """The newest jobs of ``kind`` first: only those naming ``anchor`` when given, only the
+        queued and running ones when ``unfinished``."""
+
+    @abstractmethod
+    def claim(self, worker: WorkerIdentity, kind: str = "video") -> Job | None:
+        """Take the oldest queued job of ``kind`` for ``worker`` atomically (requeueing jobs of
+        dead workers first, whatever their kind), or None when none is queued."""
 
     @abstractmethod
     def recover(self) -> list[str]:

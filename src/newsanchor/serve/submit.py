@@ -1,10 +1,13 @@
-"""POST /api/jobs: a script as JSON, or a recording as multipart; checked, then queued.
+"""Submissions: POST /api/jobs (a video: a script as JSON, or a recording as multipart), and
+what every submission shares — POST /api/anchors (:mod:`.submit_anchor`) too: uploads saved
+under server-made names and probed, the rate limit, Idempotency-Key, queueing.
 
 Everything a client sends is checked before a job exists: the anchor is one the service
-verified, the script is speakable and within the limit, a title can be drawn, and an upload is
-audio by its content (probed after it is saved under a server-made name, never by its file
-name or declared type). A retried request with the same ``Idempotency-Key`` gets the job the
-first one created.
+verified (or, for a new one, a plain name nobody has or is making), the script is speakable
+and within the limit, a title can be drawn, consent is given and described, and every upload is
+a recording by its content (probed through an allow-list of containers after it is saved under
+a server-made name, never by its file name or declared type). A retried request with the same
+``Idempotency-Key`` gets the job the first one created.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from ..speech.engine import ScriptError
 from ..speech.text import check_script
 from .security import size_text
 from .settings import MAX_TITLE_CHARS
+from .store import AnchorInMaking
 from .views import ErrorBody, JobCreated, TextJobRequest
 from .worker import INPUT_NAME
 
@@ -43,18 +48,17 @@ _MULTIPART_SCHEMA = {
         "title": {"type": "string"}, "subtitle": {"type": "string"},
     },
 }
+IDEMPOTENCY_PARAMETERS = [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                           "description": "Retrying with the same key returns the same job instead of a new one."}]
 _OPENAPI = {
     "requestBody": {"required": True, "content": {
         "application/json": {"schema": TextJobRequest.model_json_schema()},
         "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
     }},
-    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
-                    "description": "Retrying with the same key returns the same job instead of a new one."}],
+    "parameters": IDEMPOTENCY_PARAMETERS,
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429)}
-
-
-def _bad(status: int, message: str) -> HTTPException:
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429)}
+def refuse(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
 
 
@@ -63,29 +67,29 @@ def _check_title(title: str | None, subtitle: str | None) -> None:
         if value is None:
             continue
         if not value.strip():
-            raise _bad(422, f"{name}: must not be blank (leave it out instead)")
+            raise refuse(422, f"{name}: must not be blank (leave it out instead)")
         if len(value) > MAX_TITLE_CHARS:
-            raise _bad(422, f"{name}: {len(value)} characters; at most {MAX_TITLE_CHARS}")
+            raise refuse(422, f"{name}: {len(value)} characters; at most {MAX_TITLE_CHARS}")
         if not all(" " <= c <= "~" for c in value):
-            raise _bad(422, f"{name}: only printable ASCII letters, digits and punctuation can be drawn")
+            raise refuse(422, f"{name}: only printable ASCII letters, digits and punctuation can be drawn")
     if subtitle is not None and title is None:
-        raise _bad(422, "subtitle: needs a title")
+        raise refuse(422, "subtitle: needs a title")
 
 
 def _check_anchor(request: Request, name: object) -> str:
     if not isinstance(name, str) or not name:
-        raise _bad(422, "anchor: required (see GET /api/anchors)")
-    if name not in request.app.state.anchors:
-        raise _bad(404, f"anchor {name[:100]!r}: not found (see GET /api/anchors)")
+        raise refuse(422, "anchor: required (see GET /api/anchors)")
+    if request.app.state.anchors.get(name) is None:
+        raise refuse(404, f"anchor {name[:100]!r}: not found (see GET /api/anchors)")
     return name
 
 
-def _idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise _bad(422, "Idempotency-Key: 1 to 200 printable characters")
+        raise refuse(422, "Idempotency-Key: 1 to 200 printable characters")
     return key
 
 
@@ -100,22 +104,24 @@ async def _text_job(request: Request) -> tuple[str, dict]:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise _bad(422, f"{where}: {first['msg']}") from None
+        raise refuse(422, f"{where}: {first['msg']}") from None
     anchor = _check_anchor(request, payload.anchor)
     limit = request.app.state.settings.max_text_chars
     if len(payload.text) > limit:
-        raise _bad(413, f"text: {len(payload.text)} characters; this service reads at most {limit} per job")
+        raise refuse(413, f"text: {len(payload.text)} characters; this service reads at most {limit} per job")
     try:  # the check the command line makes, so that a job the worker could not speak is never queued
         check_script(payload.text, request.app.state.letter_scripts)
     except ScriptError as err:
-        raise _bad(422, f"text: {err}") from None
+        raise refuse(422, f"text: {err}") from None
     _check_title(payload.title, payload.subtitle)
     return anchor, {"input": "text", "text": payload.text, "title": payload.title, "subtitle": payload.subtitle,
                     "captions": payload.captions, "burn_captions": payload.burn_captions}
 
 
-def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, str]:
-    """Copy an upload to a hidden temporary file in ``folder`` → (path, SHA-256)."""
+def save_upload(upload: UploadFile, folder: Path, limit: int, field: str = "audio",
+                 limit_text: str | None = None) -> tuple[Path, str, int]:
+    """Copy an upload to a hidden temporary file in ``folder`` → (path, SHA-256, bytes); over
+    ``limit`` bytes is 413, naming ``field`` and ``limit_text`` (default: the limit)."""
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=folder, prefix=UPLOAD_PREFIX)
     digest, size = hashlib.sha256(), 0
@@ -125,15 +131,15 @@ def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, st
             for block in iter(lambda: upload.file.read(UPLOAD_CHUNK), b""):
                 size += len(block)
                 if size > limit:
-                    raise _bad(413, f"audio: larger than {size_text(limit)}")
+                    raise refuse(413, f"{field}: larger than {limit_text or size_text(limit)}")
                 digest.update(block)
                 out.write(block)
         if size == 0:
-            raise _bad(422, "audio: the file is empty")
+            raise refuse(422, f"{field}: the file is empty")
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
-    return Path(name), digest.hexdigest()
+    return Path(name), digest.hexdigest(), size
 
 
 def sweep_orphaned_uploads(outputs: Path, started: float) -> list[Path]:
@@ -150,19 +156,26 @@ def sweep_orphaned_uploads(outputs: Path, started: float) -> list[Path]:
     return removed
 
 
-def _probe_audio(path: Path, max_seconds: float) -> float:
+def probe_recording(path: Path, field: str, *, video: bool):
+    """The upload at ``path`` probed as a recording with sound (and a picture when ``video``) →
+    its MediaInfo; anything else is 415, naming ``field``."""
     from ..media import RECORDING_FORMATS, probe
 
     try:
         # only demuxers of self-contained recordings: content sniffing alone would also pick
         # concat scripts and playlists, which open other files (another job's upload)
-        info = probe(path, require_video=False, formats=RECORDING_FORMATS)
+        return probe(path, require_video=video, formats=RECORDING_FORMATS)
     except MediaError as err:
-        raise _bad(415, f"audio: not a usable audio recording ({err.problem})") from None
+        kind = "video recording with sound" if video else "audio recording"
+        raise refuse(415, f"{field}: not a usable {kind} ({err.problem})") from None
+
+
+def _probe_audio(path: Path, max_seconds: float) -> float:
+    info = probe_recording(path, "audio", video=False)
     if info.audio_duration_s < 0.1:
-        raise _bad(422, "audio: less than 0.1 s of sound")
+        raise refuse(422, "audio: less than 0.1 s of sound")
     if info.audio_duration_s > max_seconds:
-        raise _bad(413, f"audio: {info.audio_duration_s / 60:.1f} minutes; at most {max_seconds / 60:.0f} per job")
+        raise refuse(413, f"audio: {info.audio_duration_s / 60:.1f} minutes; at most {max_seconds / 60:.0f} per job")
     return info.audio_duration_s
 
 
@@ -172,12 +185,12 @@ async def _audio_job(request: Request) -> tuple[str, dict, Path]:
         anchor = _check_anchor(request, form.get("anchor"))
         title, subtitle = form.get("title") or None, form.get("subtitle") or None
         if not (title is None or isinstance(title, str)) or not (subtitle is None or isinstance(subtitle, str)):
-            raise _bad(422, "title, subtitle: must be text fields")
+            raise refuse(422, "title, subtitle: must be text fields")
         _check_title(title, subtitle)
         upload = form.get("audio")
         if not isinstance(upload, UploadFile):
-            raise _bad(422, "audio: attach the recording as a file field named 'audio'")
-        saved, digest = await run_in_threadpool(_save_upload, upload, settings.outputs_dir, settings.max_upload_bytes)
+            raise refuse(422, "audio: attach the recording as a file field named 'audio'")
+        saved, digest, _ = await run_in_threadpool(save_upload, upload, settings.outputs_dir, settings.max_upload_bytes)
     try:
         seconds = await run_in_threadpool(_probe_audio, saved, settings.max_audio_s)
     except BaseException:
@@ -187,49 +200,84 @@ async def _audio_job(request: Request) -> tuple[str, dict, Path]:
                     "subtitle": subtitle}, saved
 
 
-def _replay(existing, anchor: str, body: dict) -> JSONResponse:
+def _replay(existing, kind: str, anchor: str, body: dict) -> JSONResponse:
     """The answer to a retried submission: the first job, if it is the same request."""
-    if existing.anchor != anchor or existing.request != body:
-        raise _bad(409, "Idempotency-Key: already used for a different request")
-    return JSONResponse({"id": existing.id, "status": existing.status}, status_code=200,
-                        headers={"Location": f"/api/jobs/{existing.id}"})
+    if existing.kind != kind or existing.anchor != anchor or existing.request != body:
+        raise refuse(409, "Idempotency-Key: already used for a different request")
+    return _created(existing, status=200)
 
 
-@router.post("/api/jobs", status_code=201, response_model=JobCreated, responses=_ERRORS, openapi_extra=_OPENAPI,
+def _created(job, status: int) -> JSONResponse:
+    """A queued job's answer: JobCreated pointing at the job, or AnchorCreated at the anchor it makes."""
+    if job.kind == "anchor":
+        return JSONResponse({"id": job.id, "name": job.anchor, "status": job.status}, status_code=status,
+                            headers={"Location": f"/api/anchors/{job.anchor}"})
+    return JSONResponse({"id": job.id, "status": job.status}, status_code=status,
+                        headers={"Location": f"/api/jobs/{job.id}"})
+
+
+def rate_limited(request: Request) -> JSONResponse | None:
+    """The 429 answer when the client sent too many submissions (videos and anchors together)."""
+    state = request.app.state
+    wait = state.rate_limiter.retry_after(_client_key(request))
+    if wait is None:
+        return None
+    return JSONResponse({"error": f"too many submissions: at most {state.settings.submissions_per_minute} "
+                                  f"a minute; try again in {wait:.0f} s"}, status_code=429,
+                        headers={"Retry-After": str(max(1, round(wait)))})
+
+
+async def queue_job(request: Request, key: str | None, kind: str, anchor: str, body: dict,
+                 uploads: list[tuple[Path, str]], still_free=None) -> JSONResponse:
+    """Queue the checked job — or answer a retry with the job its key made — with its ``uploads``
+    (saved file, name in the job's folder) moved into the job's folder before any worker can
+    see the job. ``still_free()``: raises when a new anchor's name is taken (after the retry
+    check: a retry of a queued anchor finds its own name taken). Uploads not moved are removed."""
+    state = request.app.state
+    pending = [path for path, _ in uploads]
+    folder = state.settings.outputs_dir / uuid.uuid4().hex
+    try:
+        existing = await run_in_threadpool(state.store.find_by_key, key) if key is not None else None
+        if existing is not None:
+            return _replay(existing, kind, anchor, body)
+        if still_free is not None:
+            await run_in_threadpool(still_free)
+        for path, name in uploads:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, folder / name)
+            pending.remove(path)
+        try:
+            job, made = await run_in_threadpool(partial(state.store.create, folder.name, anchor, body, kind=kind,
+                                                        idempotency_key=key))
+        except AnchorInMaking as err:  # another request for the same name got there first
+            shutil.rmtree(folder, ignore_errors=True)
+            raise refuse(409, f"name {err.name!r}: already being made (see GET /api/anchors/{err.name})") from None
+        except BaseException:  # no job: its uploads go too
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if not made:  # a retry raced us between the check and the insert
+            shutil.rmtree(folder, ignore_errors=True)
+            return _replay(job, kind, anchor, body)
+    finally:
+        for path in pending:
+            path.unlink(missing_ok=True)
+    return _created(job, status=202 if kind == "anchor" else 201)
+
+
+@router.post("/api/jobs", status_code=201, response_model=JobCreated, responses=ERROR_RESPONSES, openapi_extra=_OPENAPI,
              summary="Queue a video: a script (JSON) or a recording (multipart field `audio`)")
 async def submit_job(request: Request):
-    state = request.app.state
-    key = _idempotency_key(request)
-    wait = state.rate_limiter.retry_after(_client_key(request))
-    if wait is not None:
-        return JSONResponse({"error": f"too many submissions: at most {state.settings.submissions_per_minute} "
-                                      f"a minute; try again in {wait:.0f} s"}, status_code=429,
-                            headers={"Retry-After": str(max(1, round(wait)))})
+    key = idempotency_key(request)
+    limited = rate_limited(request)
+    if limited is not None:
+        return limited
     content_type = request.headers.get("content-type", "").lower()
-    saved = None
+    uploads = []
     if content_type.startswith("application/json"):
         anchor, body = await _text_job(request)
     elif content_type.startswith("multipart/form-data"):
         anchor, body, saved = await _audio_job(request)
+        uploads = [(saved, INPUT_NAME)]
     else:
-        raise _bad(415, "send the job as application/json (a script) or multipart/form-data (a recording)")
-    try:
-        existing = await run_in_threadpool(state.store.find_by_key, key) if key is not None else None
-        if existing is not None:
-            return _replay(existing, anchor, body)
-        job_id = uuid.uuid4().hex
-        folder = state.settings.outputs_dir / job_id
-        if saved is not None:  # the recording is in place before any worker can see the job
-            folder.mkdir(parents=True, exist_ok=True)
-            os.replace(saved, folder / INPUT_NAME)
-            saved = None
-        job, created = await run_in_threadpool(state.store.create, job_id, anchor, body, idempotency_key=key)
-        if not created:  # a retry raced us between the check and the insert
-            shutil.rmtree(folder, ignore_errors=True)
-            return _replay(job, anchor, body)
-    finally:
-        if saved is not None:
-            saved.unlink(missing_ok=True)
-    return JSONResponse({"id": job.id, "status": job.status}, status_code=201,
-                        headers={"Location": f"/api/jobs/{job.id}"})
-
+        raise refuse(415, "send the job as application/json (a script) or multipart/form-data (a recording)")
+    return await queue_job(request, key, "video", anchor, body, uploads)

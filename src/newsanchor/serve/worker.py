@@ -1,6 +1,11 @@
-"""Workers: claim a queued job, render it, store the result; repeat.
+"""Workers: claim a queued job, make what it asks for, store the result; repeat.
 
-A worker keeps one :class:`AnchorPipeline` per anchor and one speech engine, so a job pays only
+:class:`JobWorker` is what every worker shares: the claim loop (each worker claims one kind of
+job), the heartbeat thread, and how a job ends — done, cancelled, lost to another worker,
+failed with one line for the client — and what each ending leaves on disk. :class:`Worker`
+makes videos; ``anchor_jobs.AnchorWorker`` trains anchors.
+
+A video worker keeps one :class:`AnchorPipeline` per anchor and one speech engine, so a job pays only
 for its own speech and frames. While a job runs, a heartbeat thread tells the store the worker
 is alive (speech synthesis reports no progress, and a long script takes a while); progress
 reports from the frame callback also carry cancel requests back: ``report`` raises
@@ -22,7 +27,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..errors import NewsanchorError
 from .anchors import NAME_PATTERN
@@ -50,30 +55,36 @@ class StopSignal(Protocol):
     def wait(self, timeout: float) -> bool: ...
 
 
-class Worker:
-    """Processes jobs from ``store`` for the anchors under ``anchors_dir``; one job at a time."""
+class WorkerStopping(Exception):
+    """The service is stopping (or gone) while a long job runs: the worker leaves the job as it is
+    and exits; the next start requeues it, and the job resumes from what it saved."""
+
+
+class JobWorker:
+    """Processes jobs of :attr:`kind` from ``store``; one job at a time. Subclasses make the job
+    (:meth:`_make`) and say what an ending leaves on disk (:meth:`_clean_up`)."""
+
+    kind: ClassVar[str]  # the jobs it claims (store.KINDS)
 
     def __init__(self, store: JobStore, anchors_dir: Path, outputs_dir: Path, *, name: str | None = None,
-                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S, compile_renderer: bool = False,
-                 precision: str = "auto"):
+                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.store, self.anchors_dir, self.outputs = store, Path(anchors_dir), Path(outputs_dir)
         self.identity = WorkerIdentity.here(name or secrets.token_hex(4))
-        self.device, self.heartbeat_s, self.compile_renderer = device, heartbeat_s, compile_renderer
-        self.precision = precision
-        self._pipelines: dict = {}
-        self._engine: SpeechEngine | None = None
+        self.device, self.heartbeat_s = device, heartbeat_s
+        self.stop: StopSignal | None = None  # the run loop's stop request, for jobs long enough to look at it
         self.processed: deque[str] = deque(maxlen=10_000)  # ids of the latest jobs it finished, oldest first
 
     def run(self, stop: StopSignal, *, poll_s: float = 0.5) -> None:
         """Claim and process jobs until ``stop`` is set (checked between jobs)."""
-        log.info("worker %s: ready", self.identity.id)
+        log.info("worker %s: ready for %s jobs", self.identity.id, self.kind)
+        self.stop = stop
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(poll_s)
 
     def run_once(self) -> bool:
         """Claim and process one job; False when none was queued."""
-        job = self.store.claim(self.identity)
+        job = self.store.claim(self.identity, self.kind)
         if job is None:
             return False
         self.process(job)
@@ -82,39 +93,107 @@ class Worker:
     # --- one job ---
 
     def process(self, job: Job) -> None:
-        """Render a claimed job and record how it ended."""
+        """Make a claimed job and record how it ended."""
         folder = self.outputs / job.id
         beating = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, beating), daemon=True)
         beat.start()
         started = time.monotonic()
         try:
-            if job.attempts > 1:
-                self._remove_partials(folder)
-            video, captions = self._render(job, folder)
-            if self.store.finish(job.id, self.identity, "done", video=video, captions=captions):
+            results = self._make(job, folder)
+            if self.store.finish(job.id, self.identity, "done", **results):
                 self.processed.append(job.id)
+                self._clean_up(folder, "done")
                 log.info("job %s: done in %.1f s", job.id, time.monotonic() - started)
             else:
                 raise JobLost(job.id)
         except JobCancelled:
             if self.store.finish(job.id, self.identity, "cancelled"):
-                self._remove_results(folder)
+                self._clean_up(folder, "cancelled")
             log.info("job %s: cancelled", job.id)
         except JobLost:
-            # requeued (another worker may have it now) or deleted: leave its folder to whoever
-            # owns the job, but a deleted job's folder is ours to clean
-            if self.store.get(job.id) is None:
-                shutil.rmtree(folder, ignore_errors=True)
-            log.warning("job %s: no longer this worker's; stopped", job.id)
+            self._lost(job, folder)
+        except WorkerStopping:
+            log.info("job %s: left as it is for the next start (the service is stopping)", job.id)
         except NewsanchorError as err:
-            self._fail(job, folder, self._public_message(err))
+            self._fail(job, folder, self._failure(job, folder, err))
         except Exception:
             log.exception("job %s: failed", job.id)
-            self._fail(job, folder, "internal error while rendering (details are in the server log)")
+            self._fail(job, folder, f"internal error while making the {self.kind} (details are in the server log)")
         finally:
             beating.set()
             beat.join()
+
+    def _make(self, job: Job, folder: Path) -> dict:
+        """Do the job's work in ``folder``; → what ``store.finish`` records (``video``, ``captions``).
+        Progress goes through :meth:`_reporter`, which raises to stop the work."""
+        raise NotImplementedError
+
+    def _clean_up(self, folder: Path, status: str) -> None:
+        """What a job that ended as ``status`` (done, failed, cancelled) leaves in its folder."""
+
+    def _failure(self, job: Job, folder: Path, err: NewsanchorError) -> str:
+        """The one line a failed job shows its client."""
+        return self._public_message(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+    def _lost(self, job: Job, folder: Path) -> None:
+        # requeued (another worker may have it now) or deleted: leave its folder to whoever
+        # owns the job, but a deleted job's folder is ours to clean
+        if self.store.get(job.id) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        log.warning("job %s: no longer this worker's; stopped", job.id)
+
+    def _reporter(self, job: Job):
+        def report(progress: float, stage: str, eta_s: float | None = None) -> None:
+            self.store.report(job.id, self.identity, progress, stage, eta_s)  # raises to stop the job
+
+        return report
+
+    def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_s):
+            try:
+                if not self.store.heartbeat(job_id, self.identity):
+                    return  # lost or finished: the next report stops the work
+            except Exception:  # a busy database now and then must not kill the heartbeat
+                log.exception("job %s: heartbeat failed", job_id)
+
+    def _fail(self, job: Job, folder: Path, message: str) -> None:
+        # a worker that lost the job (taken for dead, then woke up) leaves the files to the new owner
+        if self.store.finish(job.id, self.identity, "failed", error=message):
+            self._clean_up(folder, "failed")
+        elif self.store.get(job.id) is None:  # deleted while it failed
+            shutil.rmtree(folder, ignore_errors=True)
+        log.warning("job %s: failed: %s", job.id, message)
+
+    def _public_message(self, message: str) -> str:
+        """``message`` for the client: without this server's folders in it."""
+        for folder, shown in ((self.outputs, "job"), (self.anchors_dir, "anchors")):
+            message = message.replace(str(folder.resolve()), shown).replace(str(folder), shown)
+        return message
+
+
+class Worker(JobWorker):
+    """Renders video jobs for the anchors under ``anchors_dir``; one job at a time."""
+
+    kind = "video"
+
+    def __init__(self, store: JobStore, anchors_dir: Path, outputs_dir: Path, *, name: str | None = None,
+                 device: str | None = None, heartbeat_s: float = HEARTBEAT_S, compile_renderer: bool = False,
+                 precision: str = "auto"):
+        super().__init__(store, anchors_dir, outputs_dir, name=name, device=device, heartbeat_s=heartbeat_s)
+        self.compile_renderer, self.precision = compile_renderer, precision
+        self._pipelines: dict = {}
+        self._engine: SpeechEngine | None = None
+
+    def _make(self, job: Job, folder: Path) -> dict:
+        if job.attempts > 1:
+            self._remove_partials(folder)
+        video, captions = self._render(job, folder)
+        return {"video": video, "captions": captions}
+
+    def _clean_up(self, folder: Path, status: str) -> None:
+        if status != "done":
+            self._remove_results(folder)
 
     def _render(self, job: Job, folder: Path) -> tuple[str, str | None]:
         from ..synthesis import VideoRequest, frames_fraction, make_video
@@ -153,33 +232,6 @@ class Worker:
                              speech_engine=self._speech_engine() if video.text is not None else None,
                              on_stage=on_stage, on_frames=on_frames)
         return f"{job.id}/{VIDEO_NAME}", f"{job.id}/{CAPTIONS_NAME}" if summary["captions"] else None
-
-    def _reporter(self, job: Job):
-        def report(progress: float, stage: str, eta_s: float | None = None) -> None:
-            self.store.report(job.id, self.identity, progress, stage, eta_s)  # raises to stop the job
-
-        return report
-
-    def _heartbeat(self, job_id: str, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_s):
-            try:
-                if not self.store.heartbeat(job_id, self.identity):
-                    return  # lost or finished: the next report stops the render
-            except Exception:  # a busy database now and then must not kill the heartbeat
-                log.exception("job %s: heartbeat failed", job_id)
-
-    def _fail(self, job: Job, folder: Path, message: str) -> None:
-        # a worker that lost the job (taken for dead, then woke up) leaves the files to the new owner
-        if self.store.finish(job.id, self.identity, "failed", error=message):
-            self._remove_results(folder)
-        log.warning("job %s: failed: %s", job.id, message)
-
-    def _public_message(self, err: NewsanchorError) -> str:
-        """One line for the client, without this server's folders in it."""
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        for folder, shown in ((self.outputs, "job"), (self.anchors_dir, "anchors")):
-            message = message.replace(str(folder.resolve()), shown).replace(str(folder), shown)
-        return message
 
     @staticmethod
     def _remove_partials(folder: Path) -> None:
@@ -221,8 +273,11 @@ class Worker:
 
 
 def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, stop, device: str | None = None,
-                        compile_renderer: bool = False, precision: str = "auto") -> None:
-    """Entry point of a worker process started by ``newsanchor serve`` (multiprocessing spawn).
+                        compile_renderer: bool = False, precision: str = "auto", kind: str = "video",
+                        threads: int | None = None) -> None:
+    """Entry point of a worker process started by ``newsanchor serve`` (multiprocessing spawn):
+    a video worker, or with ``kind="anchor"`` an anchor worker. ``threads``: torch's CPU threads
+    (default: this machine's cores over ``$NEWSANCHOR_WORKERS``).
 
     Ctrl-C goes to the whole process group; the worker ignores it and stops when the server sets
     ``stop`` (or terminates it: its job is then requeued by the next claim)."""
@@ -232,13 +287,20 @@ def worker_process_main(db: str, anchors_dir: str, outputs_dir: str, name: str, 
         import torch
 
         # one job per worker process: leave the other cores to the other workers and the app
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("NEWSANCHOR_WORKERS", "1")))))
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("NEWSANCHOR_WORKERS", "1")))))
     except Exception:  # pragma: no cover - torch is a dependency; threads are only a tuning
         pass
     store = open_store(db)
     try:
-        Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device,
-               compile_renderer=compile_renderer, precision=precision).run(_StopOrOrphaned(stop))
+        worker: JobWorker
+        if kind == "anchor":
+            from .anchor_jobs import AnchorWorker
+
+            worker = AnchorWorker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device)
+        else:
+            worker = Worker(store, Path(anchors_dir), Path(outputs_dir), name=name, device=device,
+                            compile_renderer=compile_renderer, precision=precision)
+        worker.run(_StopOrOrphaned(stop))
     finally:
         store.close()
 

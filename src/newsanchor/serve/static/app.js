@@ -1,16 +1,26 @@
 // The newsroom page: choose an anchor, send a script or a recording, follow the job, watch the
-// result. Plain JavaScript against the service's REST API; nothing is loaded from elsewhere.
+// result; make a new anchor from a presenter's recordings, follow its training, read its quality
+// report. Plain JavaScript against the service's REST API; nothing is loaded from elsewhere.
 "use strict";
 
 const TOKEN_KEY = "newsanchor-token";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
 
-let limits = { max_text_chars: 20000, max_upload_bytes: 50 * 1024 * 1024, max_title_chars: 80 };
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;  // serve/anchors.py NAME_PATTERN
+
+// until GET /api/limits answers
+let limits = { max_text_chars: 20000, max_upload_bytes: 50 * 1024 * 1024, max_title_chars: 80,
+  max_recordings_bytes: 4 * 1024 * 1024 * 1024, max_recordings: 20, trial_accept: ["speech_too_short", "no_quiet_stretch"] };
 let tracked = null;       // id of the job shown in the progress panel
 let pollTimer = null;
 let pendingKey = null;    // Idempotency-Key of a submission not yet acknowledged: a retry reuses it
 let lastStatus = "";
+let trackedAnchor = null; // name of the anchor shown in the anchor panels
+let anchorTimer = null;
+let pendingAnchorKey = null;
+let lastAnchorStatus = "";
+let doneWaits = 0;        // polls of a finished anchor job whose bundle the service does not offer yet
 const blobUrls = [];
 
 class ApiError extends Error {
@@ -78,23 +88,34 @@ function formatSeconds(seconds) {
   return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
-function formatBytes(bytes) { return `${Math.round(bytes / (1024 * 1024))} MB`; }
+function formatBytes(bytes) {
+  return bytes >= 1024 ** 3 ? `${+(bytes / 1024 ** 3).toFixed(1)} GB` : `${Math.round(bytes / (1024 * 1024))} MB`;
+}
+
+function cell(text, className) {
+  return Object.assign(document.createElement("td"), { textContent: text, className: className || "" });
+}
 
 // --- anchors ---
 
+// The anchors the script form offers (ready ones) and the Anchors table (every one, with its
+// quality status, and those being made with their progress). Keeps the anchor chosen in the form.
 async function loadAnchors() {
-  const list = $("anchor-list");
   const anchors = await apiJson("/api/anchors");
+  const ready = anchors.filter((anchor) => anchor.state === "ready");
+  const list = $("anchor-list");
+  const chosen = document.querySelector('input[name="anchor"]:checked');
+  const keep = chosen && ready.some((anchor) => anchor.name === chosen.value) ? chosen.value : null;
   list.replaceChildren();
-  if (!anchors.length) {
+  if (!ready.length) {
     list.innerHTML = '<p class="hint">No anchors are available on this service.</p>';
-    return;
   }
-  for (const [index, anchor] of anchors.entries()) {
+  for (const [index, anchor] of ready.entries()) {
     const item = document.createElement("div");
     item.className = "anchor";
     const input = Object.assign(document.createElement("input"), {
-      type: "radio", name: "anchor", id: `anchor-${index}`, value: anchor.name, checked: index === 0,
+      type: "radio", name: "anchor", id: `anchor-${index}`, value: anchor.name,
+      checked: keep ? anchor.name === keep : index === 0,
     });
     const label = document.createElement("label");
     label.htmlFor = input.id;
@@ -103,10 +124,197 @@ async function loadAnchors() {
     const presenter = Object.assign(document.createElement("span"), {
       className: "hint", textContent: `Presenter: ${anchor.presenter.name}`,
     });
-    label.append(img, name, presenter);
+    const quality = Object.assign(document.createElement("span"), {
+      className: anchor.quality && !anchor.quality.met ? "hint not-met" : "hint", textContent: anchor.quality_status,
+    });
+    label.append(img, name, presenter, quality);
     item.append(input, label);
     list.append(item);
     mediaUrl(anchor.thumbnail).then((url) => { img.src = url; }).catch(() => { /* a thumbnail is not essential */ });
+  }
+  showAnchorTable(anchors);
+}
+
+function showAnchorTable(anchors) {
+  const body = $("anchors").querySelector("tbody");
+  body.replaceChildren();
+  $("anchors-empty").hidden = anchors.length > 0;
+  for (const anchor of anchors) {
+    const row = document.createElement("tr");
+    const made = anchor.created ? new Date(anchor.created).toLocaleString() : "";
+    const quality = anchor.state === "ready" ? anchor.quality_status
+      : `being made (${Math.round(anchor.job.progress * 100)} %)`;
+    const actions = document.createElement("td");
+    const verb = anchor.state === "ready" ? "Report" : "Progress";
+    actions.append(actionButton(verb, `${verb} of anchor ${anchor.name}`, () => trackAnchor(anchor.name)));
+    row.append(cell(anchor.name), cell(anchor.presenter.name), cell(made),
+      cell(quality, anchor.quality && !anchor.quality.met ? "not-met" : ""), actions);
+    body.append(row);
+  }
+}
+
+async function submitAnchor(event) {
+  event.preventDefault();
+  clearError();
+  const files = [...$("anchor-recordings").files];
+  const name = $("anchor-name").value.trim();
+  const presenter = $("anchor-presenter").value.trim();
+  const consent = $("anchor-consent").value.trim();
+  if (!files.length) return fail("Choose the presenter's recordings to upload.", $("anchor-recordings"));
+  if (files.length > limits.max_recordings) {
+    return fail(`Choose at most ${limits.max_recordings} recordings.`, $("anchor-recordings"));
+  }
+  const bytes = files.reduce((sum, file) => sum + file.size, 0);
+  if (bytes > limits.max_recordings_bytes) {
+    return fail(`The recordings are larger than ${formatBytes(limits.max_recordings_bytes)} in all.`, $("anchor-recordings"));
+  }
+  if (!NAME_PATTERN.test(name)) {
+    return fail("Give the anchor a name of letters, digits, “.”, “_” or “-”, starting with a letter or digit.", $("anchor-name"));
+  }
+  if (!presenter) return fail("Write the presenter's name.", $("anchor-presenter"));
+  if (!$("anchor-consent-given").checked) {
+    return fail("An anchor is made only of a person who agreed to it: tick the consent box.", $("anchor-consent-given"));
+  }
+  if (!consent) return fail("Describe the consent: who agreed, to what, and when.", $("anchor-consent"));
+  const body = new FormData();
+  for (const file of files) body.append("recordings", file);
+  body.append("name", name);
+  body.append("presenter", presenter);
+  body.append("consent", consent);
+  body.append("consent_given", "true");
+  if ($("anchor-trial").checked) for (const check of limits.trial_accept) body.append("accept", check);
+  pendingAnchorKey = pendingAnchorKey || randomKey();
+  const button = $("anchor-submit");
+  button.disabled = true;
+  try {
+    const created = await apiJson("/api/anchors", { method: "POST", headers: { "Idempotency-Key": pendingAnchorKey }, body });
+    pendingAnchorKey = null;
+    trackAnchor(created.name);
+  } catch (err) {
+    if (err.status !== 0) pendingAnchorKey = null;
+    showError(err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Follow an anchor: its training's progress, then its problems or its quality report.
+function trackAnchor(name) {
+  trackedAnchor = name;
+  lastAnchorStatus = "";
+  doneWaits = 0;
+  $("anchor-label").textContent = name;
+  for (const id of ["anchor-progress-section", "anchor-problems-section", "anchor-report-section"]) $(id).hidden = true;
+  clearTimeout(anchorTimer);
+  pollAnchor(true);
+}
+
+async function pollAnchor(first) {
+  const name = trackedAnchor;
+  let anchor;
+  try {
+    anchor = await apiJson(`/api/anchors/${encodeURIComponent(name)}`);
+  } catch (err) {
+    showError(err.message);
+    if (err.status !== 404 && err.status !== 401 && name === trackedAnchor) anchorTimer = setTimeout(pollAnchor, POLL_MS * 3);
+    return;
+  }
+  if (name !== trackedAnchor) return;
+  if (anchor.state === "ready") {
+    $("anchor-progress-section").hidden = !anchor.job || first === true;
+    if (anchor.job) showAnchorProgress(anchor);
+    $("anchor-cancel").hidden = true;
+    await loadAnchors();
+    showAnchorReport(anchor);
+    return;
+  }
+  $("anchor-progress-section").hidden = false;
+  if (first === true) $("anchor-progress-heading").focus();
+  showAnchorProgress(anchor);
+  // done but not offered yet: the service picks the new bundle up at its next look
+  const waiting = anchor.state === "done" && ++doneWaits < 30;
+  if (anchor.state === "queued" || anchor.state === "running" || waiting) {
+    anchorTimer = setTimeout(pollAnchor, POLL_MS);
+    if (first === true) loadAnchors();
+    return;
+  }
+  $("anchor-cancel").hidden = true;
+  loadAnchors();
+  if (anchor.state === "failed") {
+    if (anchor.problems.length) showAnchorProblems(anchor.problems);
+    else showError(`The anchor could not be made: ${anchor.job.error || "unknown error"}`);
+  }
+  if (anchor.state === "done") showError("The anchor was made, but the service cannot offer it (its log says why).");
+}
+
+function showAnchorProgress(anchor) {
+  const job = anchor.job;
+  const percent = anchor.state === "ready" ? 100 : Math.round(job.progress * 100);
+  $("anchor-progress").value = percent;
+  $("anchor-percent").textContent = `${percent} %`;
+  $("anchor-cancel").hidden = !(anchor.state === "queued" || anchor.state === "running");
+  const words = { queued: "Waiting for a machine to train it.", ready: "Done: the anchor is ready.",
+    done: "Done: the anchor is being put in place.", failed: "Failed.", cancelled: "Cancelled." };
+  // announce a change of stage, not every training step
+  const status = anchor.state === "running" ? `Working: ${job.stage.replace(/: step \d+ of \d+$/, "")}.` : words[anchor.state];
+  if (status !== lastAnchorStatus) {
+    $("anchor-status").textContent = status;
+    lastAnchorStatus = status;
+  }
+  $("anchor-eta").textContent = anchor.state !== "running" ? ""
+    : job.eta_s != null ? `About ${formatSeconds(job.eta_s)} left (${job.stage}).` : job.stage;
+}
+
+function showAnchorProblems(problems) {
+  const list = $("anchor-problems");
+  list.replaceChildren(...problems.map((problem) => Object.assign(document.createElement("li"), { textContent: problem.message })));
+  $("anchor-problems-section").hidden = false;
+  $("anchor-problems-heading").focus();
+}
+
+async function showAnchorReport(anchor) {
+  $("anchor-report-name").textContent = anchor.name;
+  const quality = $("anchor-quality");
+  quality.textContent = `${anchor.presenter.name}: ${anchor.quality_status}.`;
+  quality.classList.toggle("not-met", Boolean(anchor.quality && !anchor.quality.met));
+  const verdicts = { true: "met", false: "NOT met", null: "not judged" };
+  const body = $("quality-table").querySelector("tbody");
+  body.replaceChildren(...anchor.measures.map((measure) => {
+    const row = document.createElement("tr");
+    row.append(cell(measure.label), cell(measure.anchor), cell(measure.recording), cell(measure.target),
+      cell(verdicts[measure.met], measure.met === false ? "not-met" : ""));
+    return row;
+  }));
+  $("quality-table").hidden = anchor.measures.length === 0;
+  $("anchor-accepted").replaceChildren(...anchor.accepted_problems.map(
+    (text) => Object.assign(document.createElement("li"), { textContent: text })));
+  $("anchor-accepted-section").hidden = anchor.accepted_problems.length === 0;
+  $("anchor-report-section").hidden = false;
+  $("anchor-report-heading").focus();
+  try {
+    const preview = $("anchor-preview");
+    preview.hidden = !anchor.preview;
+    if (anchor.preview) preview.src = await mediaUrl(anchor.preview);
+    const link = $("download-report");
+    link.hidden = !anchor.report_markdown;
+    if (anchor.report_markdown) {
+      link.href = await mediaUrl(anchor.report_markdown);
+      link.download = `${anchor.name}-quality.md`;
+    }
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+async function cancelAnchor() {
+  if (!trackedAnchor) return;
+  try {
+    const anchor = await apiJson(`/api/anchors/${encodeURIComponent(trackedAnchor)}`);
+    if (anchor.job) await apiJson(`/api/jobs/${anchor.job.id}/cancel`, { method: "POST" });
+    clearTimeout(anchorTimer);
+    pollAnchor();
+  } catch (err) {
+    showError(err.message);
   }
 }
 
@@ -291,6 +499,7 @@ async function loadJobs() {
     if (err.status !== 401) showError(err.message);
     return;
   }
+  jobs = jobs.filter((job) => job.kind !== "anchor");  // anchor jobs are followed in the Anchors section
   const body = $("recent").querySelector("tbody");
   body.replaceChildren();
   $("recent-empty").hidden = jobs.length > 0;
@@ -338,6 +547,7 @@ async function start() {
     $("title").maxLength = limits.max_title_chars;
     $("subtitle").maxLength = limits.max_title_chars;
     $("upload-limit").textContent = formatBytes(limits.max_upload_bytes);
+    $("recordings-limit").textContent = formatBytes(limits.max_recordings_bytes);
     updateCounter();
     await loadAnchors();
     await loadJobs();
@@ -353,6 +563,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("source-audio").addEventListener("change", updateSource);
   $("cancel").addEventListener("click", cancelTracked);
   $("refresh").addEventListener("click", loadJobs);
+  $("anchor-form").addEventListener("submit", submitAnchor);
+  $("anchor-cancel").addEventListener("click", cancelAnchor);
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = $("token").value.trim();
