@@ -16,9 +16,9 @@ from newsanchor.evaluate.image_metrics import laplacian_variance
 from newsanchor.render.inputs import compose_region, lower_face_input, region_alpha
 from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
-from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_candidates,
-                                          load_reference_mouths, mouth_openness, similarity, teeth_score,
-                                          thin_plate_spline, warp_reference)
+from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_bank,
+                                          choose_candidates, load_reference_mouths, mouth_openness, mouth_shape,
+                                          nearest_mouths, similarity, teeth_score, thin_plate_spline, warp_reference)
 from newsanchor.train.gan_losses import laplacian_loss, laplacian_pyramid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -189,6 +189,36 @@ def test_teeth_are_told_from_a_dark_mouth_by_the_lips_around_them():
     assert teeth_score(teeth, face(open_px=0)) < 0.5  # barely any inside when closed
 
 
+def test_the_bank_covers_every_mouth_shape_and_a_frame_reads_the_nearest_whatever_the_head_pose():
+    openings = np.linspace(0, 30, 61)
+    faces = np.stack([face(open_px=o) for o in openings])
+    shapes = mouth_shape(faces)
+    assert shapes.shape == (61, 40)
+    # the same mouth on a head moved, scaled and turned has the same shape
+    turn = np.deg2rad(8)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    moved = faces[20] @ rotation.T * 1.3 + (7.0, -11.0)
+    np.testing.assert_allclose(mouth_shape(moved), shapes[20], atol=1e-5)
+    shapes[3] = np.nan  # a frame without a face is never chosen
+    bank = choose_bank(shapes, 6)
+    assert len(bank) == 6 and 3 not in bank
+    assert np.all(np.diff(openings[bank]) > 0) and openings[bank][0] < 5 and openings[bank][-1] > 25  # closed → open
+    nearest = nearest_mouths(shapes[bank], mouth_shape(face(open_px=openings[bank][2] + 0.2)), 3)
+    assert nearest[0] == 2 and set(nearest) <= {1, 2, 3}
+    # a frame's own moment is left out where it may not be read
+    allowed = np.ones(len(bank), bool)
+    allowed[2] = False
+    assert nearest_mouths(shapes[bank], shapes[bank[2]], 1, allowed)[0] in (1, 3)
+    # a bank larger than the frame's references gives the nearest, nearest first
+    crops = np.zeros((len(bank), 256, 256, 3), np.uint8)
+    for k in range(len(bank)):
+        crops[k] = 40 * k
+    mouths = ReferenceMouths(crops, faces[bank].astype(np.float32), ("bank",) * len(bank), mouth_openness(faces[bank]))
+    aligned = mouths.aligned(faces[bank[4]], (32, 112, 192, 144), "mouth", 2)
+    assert aligned.shape == (2, 144, 192, 3) and aligned[0].mean() == pytest.approx(160, abs=1)
+    assert mouths.aligned(faces[0], (32, 112, 192, 144), "head").shape[0] == len(bank)  # no count: all, as stored
+
+
 def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():
     target = face(open_px=16)
     reference = face(open_px=2) * 1.05 + (4.0, -3.0)  # another pose, mouth nearly closed
@@ -209,6 +239,20 @@ def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():
             assert np.linalg.norm(centre - target[57]) > 8
     with pytest.raises(ValueError, match="warp must be"):
         warp_reference(crop, reference, target, box, "face")
+
+
+def test_a_mouth_only_reference_keeps_the_mouth_and_chin_and_drops_neck_and_cheeks():
+    target = face(open_px=10)
+    crop = np.full((256, 256, 3), 200, np.uint8)
+    box = (32, 112, 192, 144)
+    kept = warp_reference(crop, target, target, box, "mouth-only")
+    x0, y0 = box[:2]
+    at = lambda point: kept[int(round(point[1])) - y0, int(round(point[0])) - x0, 0]  # noqa: E731
+    assert at(target[51]) == 200 and at(target[57]) > 180  # the lips (the lower one 9 px above this chin: feathered a little)
+    assert at((target[8][0], target[8][1] - 10)) > 150  # the chin, inside the jaw
+    assert at((target[8][0], target[8][1] + 12)) < 20  # the neck below it
+    assert at((target[1][0] + 2, target[1][1])) < 20  # the cheek beside the upper jaw
+    assert kept.shape == (144, 192, 3) and kept.dtype == np.uint8
 
 
 def test_the_blend_head_mixes_its_colour_with_the_references_per_pixel():

@@ -90,6 +90,27 @@ def test_the_ablations_train_without_references_or_without_the_masked_frame(grid
         assert config.references == (0 if name == "no_refs" else 3) and config.masked_frame == (name != "no_frame")
 
 
+def test_the_nearest_choice_trains_on_a_bank_of_mouths_and_synthesises_from_it(grid10, tiny_models, tmp_path):
+    run = tmp_path / "nearest"
+    overrides = TINY | {"reference_choice": "nearest", "bank_size": 8, "reference_warp": "mouth-only", "head": "blend"}
+    train_lower_face(grid10.root, run, tiny_config(max_steps=2, renderer_overrides=overrides, lambda_choice=0.5),
+                     device="cpu")
+    _, config, _ = load_renderer(run)
+    bank = load_reference_mouths(run)
+    assert config.reference_choice == "nearest" and config.references == 3 and len(bank) == 8
+    assert config.head == "blend" and config.reference_warp == "mouth-only"
+    assert all(np.isfinite(float(v)) for v in (run / "log.csv").read_text().splitlines()[-1].split(",")[1:6])
+    openness = mouth_openness(bank.landmarks)
+    assert openness[0] < openness[-1] and set(bank.states) == {"bank"}
+    result = evaluate_renderers(grid10.root, [run], clips=1, device="cpu", precision="fp32")
+    assert result["runs"][str(run)]["sharpness_ratio"] > 0
+    anchor = build_bundle(grid10.root, tiny_models[0], run, tmp_path / "anchor", presenter=Presenter("GRID s1", "research"),
+                          template=TemplateChoice(grid10.clips[0]["id"], 0, 30, 0, 0, 0, 0))
+    pipeline = AnchorPipeline(load_bundle(anchor), device="cpu")
+    speech = grid10.arrays(grid10.clips[2]["id"])["audio"][:16000].astype(np.float32) / 32768
+    assert len(list(pipeline.frames(pipeline.mouth_trajectory(speech)[:4]))) == 4
+
+
 def test_evaluation_measures_sharpness_and_identity_beside_pix2pixhd_and_the_static_frame(grid10, lower_face_run):
     result = evaluate_renderers(grid10.root, [lower_face_run], clips=1, device="cpu", precision="fp32", samples=2,
                                 sample_open_mouths=True)

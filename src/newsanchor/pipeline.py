@@ -218,15 +218,15 @@ class AnchorPipeline:
         region = self._region_box()
         x0, y0, w, h = region
         alpha = region_alpha(faces, region)
-        warp = self.renderer_config.reference_warp
-        if warp == "head":
+        warp, count = self.renderer_config.reference_warp, self.renderer_config.references
+        if warp == "head" and self.renderer_config.reference_choice == "states":
             # aligned by the eyes and nose, which the new mouth does not move: once per template
             # frame (~25 MB for a 100-frame template at 256²)
             if index not in self._aligned_references:
                 self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], region)
             references = self._aligned_references[index]
-        else:  # bent onto the new mouth: every frame (~1.5 ms for three at 256²)
-            references = self.reference_mouths.aligned(landmarks, region, warp)
+        else:  # bent onto (or chosen by) the new mouth: every frame (~1.5 ms for three at 256²)
+            references = self.reference_mouths.aligned(landmarks, region, warp, count)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
                                 references, region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)

@@ -203,7 +203,7 @@ class _RendererUnderTest:
         x0, y0, w, h = box
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
-                                   references.aligned(f.landmarks, box, config.reference_warp), box,
+                                   references.aligned(f.landmarks, box, config.reference_warp, config.references), box,
                                    use_edges=self.use_edges,
                                    masked_frame=config.masked_frame)
                   for f, a in zip(frames, alphas)]

@@ -71,10 +71,15 @@ class LowerFaceConfig:
         without it; the mask channel stays).
     reference_warp: how the reference mouths are brought onto the frame (``references.WARPS``):
         ``"head"`` by eyes and nose only (the first trained renderers), ``"mouth"`` also bent
-        onto the frame's drawn jaw and lips (the ``lower-face`` preset).
+        onto the frame's drawn jaw and lips (the ``lower-face`` preset), ``"mouth-only"`` then
+        kept only inside the jaw below the nose.
     head: ``"rgb"`` paints every pixel (tanh); ``"blend"`` also predicts per-pixel weights
         (softmax) over its painted colour and the (warped) reference mouths, and outputs their
         mix: copying a reference's texture is then a choice, not something to learn to paint.
+    reference_choice: ``"states"``: the same ``references`` mouths (closed, half, open) for every
+        frame; ``"nearest"``: a bank of ``bank_size`` mouths covering the presenter's mouth shapes
+        is stored, and each frame reads the ``references`` whose shapes are nearest its own (so the
+        warp bends them little and their texture fits).
     """
 
     map_channels: int = N_CHANNELS
@@ -87,6 +92,8 @@ class LowerFaceConfig:
     masked_frame: bool = True
     reference_warp: str = "head"
     head: str = "rgb"
+    reference_choice: str = "states"
+    bank_size: int = 48
 
     def __post_init__(self) -> None:
         for name in ("map_channels", "ngf", "max_channels"):
@@ -99,8 +106,12 @@ class LowerFaceConfig:
             raise ValueError(f"LowerFaceConfig: head must be rgb or blend, got {self.head!r}")
         if self.head == "blend" and self.references == 0:
             raise ValueError("LowerFaceConfig: the blend head needs reference mouths")
-        if self.reference_warp not in ("head", "mouth"):
-            raise ValueError(f"LowerFaceConfig: reference_warp must be head or mouth, got {self.reference_warp!r}")
+        if self.reference_choice not in ("states", "nearest"):
+            raise ValueError(f"LowerFaceConfig: reference_choice must be states or nearest, got {self.reference_choice!r}")
+        if self.reference_choice == "nearest" and self.bank_size < max(self.references, 1):
+            raise ValueError(f"LowerFaceConfig: a bank of {self.bank_size} mouths cannot give {self.references} references")
+        if self.reference_warp not in ("head", "mouth", "mouth-only"):
+            raise ValueError(f"LowerFaceConfig: reference_warp must be head, mouth or mouth-only, got {self.reference_warp!r}")
         x, y, w, h = self.region
         if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
             raise ValueError(f"LowerFaceConfig: region {self.region} must lie inside the crop")
@@ -132,6 +143,8 @@ class LowerFaceConfig:
 LOWER_FACE_CONFIGS: dict[str, LowerFaceConfig] = {
     # CPU real time at 256² crops: a 192×144 region, 3.4 GFLOP a frame, 4.2 M parameters.
     "lower-face": LowerFaceConfig(reference_warp="mouth"),
+    # the same network reading, per frame, the three of 48 stored mouths shaped most like its own
+    "lower-face-nearest": LowerFaceConfig(reference_warp="mouth", reference_choice="nearest"),
 }
 
 

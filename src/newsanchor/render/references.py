@@ -16,12 +16,13 @@ with one spline solve).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..features.mouth import face_pose
+from ..features.mouth import face_pose, normalise_mouth
 
 # Mouth states the references cover, in channel order, with the openness quantile each is drawn
 # from (closed: the 3rd percentile; half: the median of the open half; open: the widest).
@@ -36,7 +37,15 @@ INNER_MOUTH = list(range(60, 68))
 STABLE_POINTS = list(range(27, 36)) + list(range(36, 48))
 # Points the thin-plate spline carries from the reference onto the frame: jaw, nose bottom, lips.
 WARP_POINTS = list(range(2, 15)) + list(range(31, 36)) + list(range(48, 68))
-WARPS = ("head", "mouth")
+WARPS = ("head", "mouth", "mouth-only")
+# The area a "mouth-only" reference keeps: the face below the nose bottom, inside the jaw from the
+# third to the thirteenth point (a reference's neck, collar and outer cheeks come from another
+# moment's clothes and light, and a network that may copy them does).
+SUPPORT_JAW = list(range(3, 14))
+SUPPORT_NOSE = [35, 34, 33, 32, 31]
+# How a frame's references are picked from those stored: "states", all of them (one per mouth state
+# of STATES); "nearest", the K of a larger bank whose mouths are shaped most like the frame's.
+CHOICES = ("states", "nearest")
 _TPS_GRID = 8  # the spline is evaluated every 8 px and interpolated between (smooth by construction)
 
 
@@ -47,6 +56,47 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
                    axis=0)
     with np.errstate(invalid="ignore"):
         return gaps / face_pose(landmarks).scale
+
+
+def mouth_shape(landmarks: np.ndarray) -> np.ndarray:
+    """The mouth's shape as a vector ``[..., 40]``: the 20 lip points relative to the nose, eye line
+    level, in IODs (:func:`newsanchor.features.mouth.normalise_mouth`), so that head pose and scale
+    do not count."""
+    points = normalise_mouth(np.asarray(landmarks, np.float64))
+    return points.reshape(*points.shape[:-2], -1).astype(np.float32)
+
+
+def nearest_mouths(bank_shapes: np.ndarray, shape: np.ndarray, count: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Indices ``[count]`` of the bank's mouths (shapes ``[N, 40]``) nearest ``shape [40]``, nearest
+    first, among ``allowed [N]`` bool where given (too few allowed: the nearest of the others fill up)."""
+    distance = np.linalg.norm(bank_shapes - shape, axis=-1)
+    if allowed is not None:
+        distance = np.where(allowed, distance, distance + 1e6)
+    return np.argsort(distance, kind="stable")[:count]
+
+
+def choose_bank(shapes: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Indices ``[≤ size]`` of frames whose mouths cover the shapes ``[N, 40]`` (NaN rows never
+    chosen): k-means with ``size`` centres, and per centre the frame nearest it (a real mouth, not
+    an average), in order of openness of the centre's lips (closed first)."""
+    valid = np.flatnonzero(np.isfinite(shapes).all(-1))
+    if valid.size == 0:
+        raise ValueError("choose_bank: no frame with a face")
+    if valid.size <= size:
+        return valid
+    data = shapes[valid].astype(np.float32)
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+    _, labels, centres = cv2.kmeans(data, size, np.zeros((len(data), 1), np.int32), criteria, 3, cv2.KMEANS_PP_CENTERS)
+    chosen = []
+    for c, centre in enumerate(centres):
+        members = np.flatnonzero(labels.ravel() == c)
+        if members.size:
+            chosen.append(valid[members[np.argmin(np.linalg.norm(data[members] - centre, axis=-1))]])
+    chosen_arr = np.unique(np.array(chosen))
+    # points 13..19 of the 20 are the inner lips (60..67): their vertical spread is the opening
+    opening = np.ptp(shapes[chosen_arr].reshape(len(chosen_arr), 20, 2)[:, 12:, 1], axis=-1)
+    return chosen_arr[np.argsort(opening, kind="stable")]
 
 
 def teeth_score(crop: np.ndarray, landmarks: np.ndarray) -> float:
@@ -104,10 +154,28 @@ class ReferenceMouths:
             raise ValueError(f"reference mouths: crops {crops.shape} and landmarks {landmarks.shape} do not fit")
         return cls(crops, landmarks, tuple(str(s) for s in arrays["states"]), np.asarray(arrays["openness"], np.float32))
 
-    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head") -> np.ndarray:
-        """Every reference warped onto the target (:func:`warp_reference`) and cut to the region:
-        ``[K, h, w, 3]`` uint8."""
-        return warp_references(self.crops, self.landmarks, target_landmarks, box, warp)
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @cached_property
+    def shapes(self) -> np.ndarray:
+        """:func:`mouth_shape` of every reference, ``[K, 40]``."""
+        return mouth_shape(self.landmarks)
+
+    def nearest(self, target_landmarks: np.ndarray, count: int) -> np.ndarray:
+        """Indices ``[count]`` of the references whose mouths are shaped most like the target's
+        (``[68, 2]``), nearest first."""
+        return nearest_mouths(self.shapes, mouth_shape(target_landmarks), count)
+
+    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head",
+                count: int | None = None) -> np.ndarray:
+        """References warped onto the target (:func:`warp_reference`) and cut to the region:
+        ``[K, h, w, 3]`` uint8 — all of them in stored order, or (a bank holding more than
+        ``count``) the ``count`` shaped most like the target's mouth, nearest first."""
+        if count is None or count >= len(self.crops):
+            return warp_references(self.crops, self.landmarks, target_landmarks, box, warp)
+        picks = self.nearest(target_landmarks, count)
+        return warp_references(self.crops[picks], self.landmarks[picks], target_landmarks, box, warp)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -175,10 +243,14 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
     ``warp="head"``: :func:`align_reference` (eyes and nose onto the target's). ``"mouth"``: then
     a thin-plate spline moves each reference's jaw, nose bottom and lips (:data:`WARP_POINTS`)
     onto the target's, while the region's border stays where the head alignment put it (one
-    spline solve for all K: the target's points are the same).
+    spline solve for all K: the target's points are the same). ``"mouth-only"``: as ``"mouth"``,
+    then black outside the target's mouth-and-chin area (:func:`mouth_support`).
     """
     if warp not in WARPS:
         raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    if warp == "mouth-only":
+        warped = warp_references(crops, reference_landmarks, target_landmarks, box, "mouth")
+        return (warped * mouth_support(target_landmarks, box)[None, ..., None]).round().astype(np.uint8)
     x0, y0, w, h = box
     if warp == "head" or len(crops) == 0:
         return np.stack([align_reference(c, lm, target_landmarks, box) for c, lm in zip(crops, reference_landmarks)]) \
@@ -202,6 +274,17 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
         maps = [(rows @ coarse[..., i] @ cols.T).astype(np.float32) for i in (0, 1)]
         out[k] = cv2.remap(crop, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+def mouth_support(target_landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Where a ``"mouth-only"`` reference is kept: the polygon of the target's jaw
+    (:data:`SUPPORT_JAW`) closed by its nose bottom, feathered over 3 % of the region's width
+    (0.5 on the polygon's edge), in the region ``box``: ``[h, w]`` float32 in [0, 1]."""
+    x0, y0, w, h = box
+    polygon = np.asarray(target_landmarks, np.float64)[SUPPORT_JAW + SUPPORT_NOSE] - (x0, y0)
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    return cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.03 * w))
 
 
 def _interpolation_weights(n_out: int, n_in: int) -> np.ndarray:

@@ -10,7 +10,8 @@ with the real region by
 - a Laplacian-pyramid L1 (×``lambda_lap``), mouth-weighted at the finest level: the fine detail
   (lip lines, teeth edges, stubble) that a plain L1 lets the renderer average into blur.
 - with the blend head, a small penalty on its mixing logits (×``lambda_blend``), so that the mix
-  of painted colour and references stays a choice the gradient can still change.
+  of painted colour and references stays a choice the gradient can still change, and optionally
+  the mix's entropy (×``lambda_choice``), so that a pixel copies one source rather than averaging.
 
 The run is resumable (its training state at every checkpoint), keeps its best renderer on
 validation frames (L1 + Laplacian of the blend: not L1 alone, which rewards blur), and runs under
@@ -41,7 +42,7 @@ from ..render.pix2pixhd import save_renderer
 from .discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from .gan_losses import laplacian_loss
 from ..render.references import REFERENCES_FILE
-from .lower_face_data import (LowerFaceFrames, ReferencePools, RegionCache, build_region_cache,
+from .lower_face_data import (LowerFaceFrames, RegionCache, build_region_cache, choose_reference_bank,
                               choose_references)
 from .renderer import (GanModels, RunLog, adversarial_terms, checkpoint, ddp, discriminator_update, distributed, mixed_precision,
                        pick_device, step_loader)
@@ -59,6 +60,9 @@ class LowerFaceTrainConfig:
     lambda_lap: float = 20.0
     lambda_fm: float = 10.0
     lambda_blend: float = 0.01  # blend head: × mean squared logit, keeps the mix from freezing on one source
+    # blend head: × the mix's mean entropy per pixel. L1 alone is least for an average of sources
+    # that disagree a little (a blur); this asks each pixel to copy one of them instead
+    lambda_choice: float = 0.0
     mouth_weight: float = 2.0  # extra weight of the mouth box in L1 and the finest Laplacian level
     discriminator_scales: int = 2
     discriminator_ndf: int = 32
@@ -110,19 +114,25 @@ def cache_regions(dataset_dir: str | Path, out: str | Path, config: LowerFaceTra
 
 
 def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainConfig, renderer_config: LowerFaceConfig,
-                   on_frames: Callable[[int, int], None] | None = None) -> tuple[LowerFaceFrames, LowerFaceFrames, ReferencePools]:
-    """Region caches of the training and validation splits, the reference pools (their best
-    written to ``run/references.npz``), and the two datasets over them."""
+                   on_frames: Callable[[int, int], None] | None = None) -> tuple[LowerFaceFrames, LowerFaceFrames]:
+    """Region caches of the training and validation splits, the reference mouths (the pools' best,
+    or the bank for ``reference_choice="nearest"``, written to ``run/references.npz``), and the two
+    datasets over them: ``(train, val)``."""
     box = renderer_config.region_box(dataset.size)
     train_cache, val_cache = cache_regions(dataset.root, run, config, on_frames)
-    pools = choose_references(dataset, train_cache, source=str(dataset.root))
-    references = pools.best(renderer_config.references)
+    if renderer_config.reference_choice == "nearest" and renderer_config.references:
+        bank = choose_reference_bank(dataset, train_cache, renderer_config.bank_size, source=str(dataset.root))
+        pools, references = None, bank.mouths
+    else:
+        bank, pools = None, choose_references(dataset, train_cache, source=str(dataset.root))
+        references = pools.best(renderer_config.references)
     # numpy's stubs: a **dict of arrays could also fill savez's allow_pickle: bool
     np.savez(run / REFERENCES_FILE, **references.to_arrays())  # type: ignore[arg-type]
     frames = partial(LowerFaceFrames, references=renderer_config.references, masked_frame=renderer_config.masked_frame,
-                     use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp)
+                     use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp,
+                     bank=bank)
     return (frames(train_cache, pools, box, dataset.size, randomise=True),
-            frames(val_cache, pools, box, dataset.size, randomise=False), pools)
+            frames(val_cache, pools, box, dataset.size, randomise=False))
 
 
 def _blend(fake: torch.Tensor, real: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -145,6 +155,9 @@ def _train_step(models: GanModels, g_model, d_model, batch, config: LowerFaceTra
     logits = models.generator.blend_logits  # a tensor, or None outside training or with the rgb head
     if isinstance(logits, torch.Tensor):
         loss_g = loss_g + config.lambda_blend * logits.pow(2).mean()
+        if config.lambda_choice:
+            log_weights = torch.log_softmax(logits, 1)
+            loss_g = loss_g + config.lambda_choice * -(log_weights.exp() * log_weights).sum(1).mean()
     models.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     models.opt_g.step()
@@ -207,7 +220,7 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
-    train_frames, val_frames, _ = prepare_frames(dataset, out, config, models.config, on_frames if rank == 0 else None)
+    train_frames, val_frames = prepare_frames(dataset, out, config, models.config, on_frames if rank == 0 else None)
     counters = load_train_state(out, models.modules, models.optimizers, device_t) or {"step": 0}
     g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
     autocast = mixed_precision(config.precision, device_t)

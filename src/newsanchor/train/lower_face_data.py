@@ -24,11 +24,15 @@ import torch
 from ..dataset import PreparedDataset, Segment
 from ..features.mouth import mouth_box
 from ..render.inputs import lower_face_input, region_alpha
-from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_candidates,
-                                 mouth_openness, teeth_score, warp_references)
+from ..render.references import (OPEN_ENOUGH, STATES, ReferenceMouths, choose_bank, choose_candidates,
+                                 mouth_openness, mouth_shape, nearest_mouths, teeth_score, warp_references)
 
 log = logging.getLogger("newsanchor.train")
 CACHE_VERSION = 1
+# A bank mouth from within this many frames of a training frame's own moment (same clip) is never
+# among its references: at synthesis the moment being rendered is not in the bank, and a reference
+# that is the frame itself would teach the renderer to copy, not to fit.
+OWN_MOMENT_FRAMES = 50
 
 
 @dataclass
@@ -139,11 +143,7 @@ def choose_references(dataset: PreparedDataset, cache: RegionCache, pool: int = 
     crops_by_state, landmarks_by_state, openness_by_state = [], [], []
 
     def full_crops(indices: np.ndarray) -> list[np.ndarray]:
-        out = []
-        for i in indices:
-            clip = cache.clip_ids[int(cache.clip[i])]
-            out.append(dataset.crop_frames(clip, [int(cache.frame[i])])[0])
-        return out
+        return _full_crops(dataset, cache, indices)
 
     for state, indices in zip(STATES, candidates):
         if state != "open":
@@ -167,18 +167,54 @@ def choose_references(dataset: PreparedDataset, cache: RegionCache, pool: int = 
     return ReferencePools(crops_by_state, landmarks_by_state, openness_by_state)
 
 
+def _full_crops(dataset: PreparedDataset, cache: RegionCache, indices: np.ndarray) -> list[np.ndarray]:
+    """The whole crops ``[S, S, 3]`` of cached frames ``indices``, decoded from the dataset."""
+    return [dataset.crop_frames(cache.clip_ids[int(cache.clip[i])], [int(cache.frame[i])])[0] for i in indices]
+
+
+@dataclass
+class ReferenceBank:
+    """Bank mouths (``reference_choice="nearest"``) and where each came from: the clip's name
+    ``clips [N]`` and frame ``frames [N]`` int32, so a training frame never reads its own moment."""
+
+    mouths: ReferenceMouths
+    clips: np.ndarray
+    frames: np.ndarray
+
+
+def choose_reference_bank(dataset: PreparedDataset, cache: RegionCache, size: int, source: str = "") -> ReferenceBank:
+    """``size`` training frames whose mouths cover the presenter's shapes (:func:`choose_bank`),
+    closed first. Warns, naming the dataset, when the widest of them is barely open."""
+    picks = choose_bank(mouth_shape(cache.landmarks), size)
+    openness = mouth_openness(cache.landmarks[picks]).astype(np.float32)
+    if np.nanmax(openness) < OPEN_ENOUGH:
+        log.warning("%s: the presenter's mouth never opens wide (widest inner-lip gap %.2f IOD, under %.2f): "
+                    "no open mouth among the reference mouths; the renderer will have to invent teeth",
+                    source or dataset.root, np.nanmax(openness), OPEN_ENOUGH)
+    mouths = ReferenceMouths(np.stack(_full_crops(dataset, cache, picks)), cache.landmarks[picks].astype(np.float32),
+                             ("bank",) * len(picks), openness)
+    return ReferenceBank(mouths, np.array([cache.clip_ids[int(c)] for c in cache.clip[picks]]),
+                         cache.frame[picks].astype(np.int32))
+
+
 class LowerFaceFrames(torch.utils.data.Dataset):
     """Cached frames as ``(inputs [C, h, w], real [3, h, w], alpha [1, h, w], weight [1, h, w])``
     float32 tensors; ``weight`` is 1 + ``mouth_weight`` inside the frame's mouth box.
 
     ``randomise``: draw each reference from its pool and widen the mask by a neighbouring frame's
     face (as synthesis widens it by the template's); otherwise the pools' best and the frame's own mask.
+    With a ``bank`` instead of pools, the references are the bank's mouths shaped most like the
+    frame's (nearest first, never from the frame's own moment): the ``references`` nearest, or
+    (``randomise``) that many of the ``2 × references`` nearest.
     """
 
-    def __init__(self, cache: RegionCache, pools: ReferencePools, box: tuple[int, int, int, int], size: int, *,
+    def __init__(self, cache: RegionCache, pools: ReferencePools | None, box: tuple[int, int, int, int], size: int, *,
                  references: int, masked_frame: bool = True, use_edges: bool = True, randomise: bool = True,
-                 mouth_weight: float = 2.0, neighbour_frames: int = 12, reference_warp: str = "head"):
-        self.cache, self.pools, self.box, self.size = cache, pools, box, size
+                 mouth_weight: float = 2.0, neighbour_frames: int = 12, reference_warp: str = "head",
+                 bank: ReferenceBank | None = None):
+        if (pools is None) == (bank is None):
+            raise ValueError("LowerFaceFrames: give reference pools or a bank, not both")
+        self.cache, self.pools, self.bank, self.box, self.size = cache, pools, bank, box, size
         self.reference_warp = reference_warp
         self.references, self.masked_frame, self.use_edges = references, masked_frame, use_edges
         self.randomise, self.mouth_weight, self.neighbour_frames = randomise, mouth_weight, neighbour_frames
@@ -192,6 +228,25 @@ class LowerFaceFrames(torch.utils.data.Dataset):
             return other
         return index
 
+    def _references(self, index: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """The frame's reference crops ``[K, S, S, 3]`` and their landmarks ``[K, 68, 2]``, unwarped."""
+        k = self.references
+        if self.bank is not None:
+            bank, cache = self.bank, self.cache
+            own = (bank.clips == cache.clip_ids[int(cache.clip[index])]) \
+                & (np.abs(bank.frames - int(cache.frame[index])) < OWN_MOMENT_FRAMES)
+            order = nearest_mouths(bank.mouths.shapes, mouth_shape(cache.landmarks[index]), k if rng is None else 2 * k, ~own)
+            if rng is not None:
+                order = order[np.sort(rng.choice(len(order), min(k, len(order)), replace=False))]
+            return bank.mouths.crops[order], bank.mouths.landmarks[order]
+        pools = self.pools
+        assert pools is not None  # one of the two, checked in __init__
+        picks = [0 if rng is None else int(rng.integers(len(c))) for c in pools.crops[:k]]
+        if not picks:
+            return np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 68, 2), np.float32)
+        return (np.stack([pools.crops[s][p] for s, p in enumerate(picks)]),
+                np.stack([pools.landmarks[s][p] for s, p in enumerate(picks)]))
+
     def __getitem__(self, index: int):
         cache, (x0, y0, w, h) = self.cache, self.box
         rng = np.random.default_rng() if self.randomise else None
@@ -201,13 +256,9 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         edges = np.zeros((self.size, self.size), bool)
         edges[y0:y0 + h, x0:x0 + w] = cache.edges[index]
         region = np.asarray(cache.regions[index])
-        picks = [0 if rng is None else int(rng.integers(len(c))) for c in self.pools.crops[:self.references]]
-        if picks:
-            refs = warp_references(np.stack([self.pools.crops[s][p] for s, p in enumerate(picks)]),
-                                   np.stack([self.pools.landmarks[s][p] for s, p in enumerate(picks)]),
-                                   landmarks, self.box, self.reference_warp)
-        else:
-            refs = np.zeros((0, h, w, 3), np.uint8)
+        crops, crop_landmarks = self._references(index, rng)
+        refs = warp_references(crops, crop_landmarks, landmarks, self.box, self.reference_warp) if len(crops) \
+            else np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
                                   masked_frame=self.masked_frame)
         weight = np.ones((h, w), np.float32)
