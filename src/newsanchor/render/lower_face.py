@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..facemap.draw import N_CHANNELS
+from .references import CHOICES, WARPS
 
 ARCHITECTURE = "lower-face"
 
@@ -106,12 +107,12 @@ class LowerFaceConfig:
             raise ValueError(f"LowerFaceConfig: head must be rgb or blend, got {self.head!r}")
         if self.head == "blend" and self.references == 0:
             raise ValueError("LowerFaceConfig: the blend head needs reference mouths")
-        if self.reference_choice not in ("states", "nearest"):
-            raise ValueError(f"LowerFaceConfig: reference_choice must be states or nearest, got {self.reference_choice!r}")
+        if self.reference_choice not in CHOICES:
+            raise ValueError(f"LowerFaceConfig: reference_choice must be one of {CHOICES}, got {self.reference_choice!r}")
         if self.reference_choice == "nearest" and self.bank_size < max(self.references, 1):
             raise ValueError(f"LowerFaceConfig: a bank of {self.bank_size} mouths cannot give {self.references} references")
-        if self.reference_warp not in ("head", "mouth", "mouth-only"):
-            raise ValueError(f"LowerFaceConfig: reference_warp must be head, mouth or mouth-only, got {self.reference_warp!r}")
+        if self.reference_warp not in WARPS:
+            raise ValueError(f"LowerFaceConfig: reference_warp must be one of {WARPS}, got {self.reference_warp!r}")
         x, y, w, h = self.region
         if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
             raise ValueError(f"LowerFaceConfig: region {self.region} must lie inside the crop")

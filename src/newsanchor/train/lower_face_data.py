@@ -141,15 +141,11 @@ def choose_references(dataset: PreparedDataset, cache: RegionCache, pool: int = 
     candidates = choose_candidates(openness, pool)
     widest = np.argsort(-np.nan_to_num(openness, nan=-1.0), kind="stable")[:teeth_candidates]
     crops_by_state, landmarks_by_state, openness_by_state = [], [], []
-
-    def full_crops(indices: np.ndarray) -> list[np.ndarray]:
-        return _full_crops(dataset, cache, indices)
-
     for state, indices in zip(STATES, candidates):
         if state != "open":
-            crops = full_crops(indices)
+            crops = _full_crops(dataset, cache, indices)
         else:
-            wide_crops = full_crops(widest)
+            wide_crops = _full_crops(dataset, cache, widest)
             teeth = np.array([teeth_score(c, cache.landmarks[i]) for c, i in zip(wide_crops, widest)])
             order = np.argsort(-(openness[widest] * (0.5 + teeth)), kind="stable")[:pool]
             indices = widest[order]
