@@ -26,7 +26,7 @@ from newsanchor.evaluate.image_metrics import landmark_distance, psnr, ssim
 from newsanchor.evaluate.lipsync import LipSyncTrack, lipsync_scores, mouth_opening, quiet_mask, speech_envelope
 from newsanchor.evaluate.mouth import (ClipErrors, _clip_errors, _mean_over_seeds, _metrics, markdown_tables,
                                        paired_bootstrap)
-from newsanchor.evaluate.renderer import FlickerMeter, _Scores
+from newsanchor.evaluate.renderer_scores import FlickerMeter, FrameScores
 from newsanchor.features.mouth import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, MouthPCA
 from newsanchor.train.mouth import regression_losses
 
@@ -302,7 +302,7 @@ def test_landmark_distance_is_the_mean_mouth_point_distance(monkeypatch):
 def test_renderer_evaluation_scores_lmd_the_same_way():
     drawn = drawn_face()
     found, expected = lmd_cases(drawn)
-    scores = _Scores()
+    scores = FrameScores()
     scores.tracker = ScriptedTracker(found)
     image = as_rgb(smooth_gray(6, (64, 64)))
     keep_out = np.zeros((64, 64), bool)

@@ -31,7 +31,8 @@ from ..composite.overlay import DisclosureConfig
 from ..dataset import PreparedDataset, Segment, dataset_split
 from ..errors import NewsanchorError
 from ..evaluate import lipsync
-from ..evaluate.renderer import IDENTITY_TARGET, SHARPNESS_TARGET, choose_segments, evaluate_renderers, without_nan
+from ..evaluate.renderer import choose_segments, evaluate_renderers, without_nan
+from ..evaluate.renderer_scores import IDENTITY_TARGET, SHARPNESS_TARGET
 from ..timing import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 REPORT_JSON, REPORT_MD, PREVIEW = "report.json", "report.md", "preview.mp4"
