@@ -17,9 +17,7 @@ steps=${STEPS:-600}
 eval_clips=${EVAL_CLIPS:-20}
 results=benchmarks/results
 mkdir -p "$results" "$runs"
-[ -f "$data/grid_s1/manifest.json" ] || $bin/newsanchor prepare ../shared/data/grid_s1 --out "$data/grid_s1" --size 256
-[ -f "$data/obama/manifest.json" ] || $bin/newsanchor prepare ../shared/data/clips/obama_address_{1,2,3}.mp4 \
-  --out "$data/obama" --size 256
+bash benchmarks/prepare_real_datasets.sh "$data"
 printf 'lambda_choice: 0.5\n' > "$runs/choice.yaml"
 
 train() { OMP_NUM_THREADS=1 $bin/newsanchor train renderer "$@" --max-steps "$steps" --loader-workers 1 --quiet; }

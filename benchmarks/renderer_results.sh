@@ -18,9 +18,7 @@ obama_steps=${OBAMA_STEPS:-1500}
 eval_clips=${EVAL_CLIPS:-20}
 results=benchmarks/results
 mkdir -p "$results"
-[ -f "$data/grid_s1/manifest.json" ] || $bin/newsanchor prepare ../shared/data/grid_s1 --out "$data/grid_s1" --size 256
-[ -f "$data/obama/manifest.json" ] || $bin/newsanchor prepare ../shared/data/clips/obama_address_{1,2,3}.mp4 \
-  --out "$data/obama" --size 256
+bash benchmarks/prepare_real_datasets.sh "$data"
 
 # one thread per run, two runs at a time: the 2-core machine's best throughput
 train() { OMP_NUM_THREADS=1 $bin/newsanchor train renderer "$@" --preset light-256 --loader-workers 1 --quiet; }
