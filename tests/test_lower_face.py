@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from newsanchor.evaluate.image_metrics import laplacian_variance
-from newsanchor.render.inputs import compose_region, lower_face_input, region_alpha
+from newsanchor.render.inputs import compose_region, lower_face_input, match_reference_colours, region_alpha, skin_band
 from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
 from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_bank,
@@ -239,6 +239,36 @@ def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():
             assert np.linalg.norm(centre - target[57]) > 8
     with pytest.raises(ValueError, match="warp must be"):
         warp_reference(crop, reference, target, box, "face")
+
+
+def test_references_take_the_frames_colours_from_the_skin_around_the_mask_not_from_the_collar():
+    box = (32, 112, 192, 144)
+    x0, y0, w, h = box
+    points = face()
+    alpha = region_alpha(points, box)
+    band = skin_band(points, alpha, box)
+    assert band.shape == (h, w) and band.max() > 0.2
+    chin = np.round(points[8] - (x0, y0)).astype(int)
+    assert band[chin[1] + 8:].sum() == 0  # nothing below the chin: neck and collar never count
+    rng = np.random.default_rng(1)
+    texture = rng.normal(0, 12, (h, w, 1))
+    # the frame: warm skin in this light, a white collar below the chin; the reference: the same
+    # skin texture, darker and bluer (another session), over a dark collar
+    frame = np.clip(np.array([180, 130, 110]) + texture, 0, 255).astype(np.uint8)
+    reference = np.clip(np.array([120, 100, 110]) + 0.6 * texture, 0, 255).astype(np.uint8)
+    frame[chin[1] + 8:], reference[chin[1] + 8:] = 250, 20
+    matched = match_reference_colours(reference[None], frame, alpha, points, box)
+    assert matched.shape == (1, h, w, 3) and matched.dtype == np.uint8
+    skin = band > 0
+    assert np.abs(matched[0][skin].mean(0) - frame[skin].mean(0)).max() < 3  # colour moved to the frame's
+    assert abs(matched[0][skin].std() - frame[skin].std()) < 3  # and the texture's contrast too
+    assert matched[0][chin[1] + 8:].mean() < 60  # the reference's collar was not what it matched
+    edges = np.zeros((256, 256), bool)
+    inputs = lower_face_input(edges, points, frame, alpha, reference[None], box, match_colours=True)
+    assert np.allclose(inputs[-3:], matched[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+    # a face that leaves no skin in the region to measure: the references are left as they are
+    nowhere = np.zeros_like(alpha)
+    assert np.array_equal(match_reference_colours(reference[None], frame, nowhere, points, box), reference[None])
 
 
 def test_a_mouth_only_reference_keeps_the_mouth_and_chin_and_drops_neck_and_cheeks():

@@ -229,7 +229,8 @@ class AnchorPipeline:
             references = self.reference_mouths.aligned(landmarks, region, warp, count)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
                                 references, region,
-                                use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame)
+                                use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame,
+                                match_colours=self.renderer_config.match_reference_colours)
 
     def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Template frame ``index`` with a rendered region ``[h, w, 3]`` blended in through the

@@ -44,7 +44,7 @@ DEFAULT_ELLIPSE = (0.5, 0.70, 0.23, 0.16)
 # there are no landmarks to measure the face.
 IOD_PER_SIDE = 0.22
 # Below this total blend-band weight (α(1−α) summed over pixels) the statistics are too noisy.
-_MIN_BAND_WEIGHT = 10.0
+MIN_BAND_WEIGHT = 10.0
 
 # BT.601 full-range RGB → (Y, Cb, Cr) without the 128 offsets (they cancel in an affine match).
 _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
@@ -263,7 +263,7 @@ def paste_back(frame: np.ndarray, face: np.ndarray, crop_box: CropBox | Sequence
     weight = alpha[by0:by1, bx0:bx1]
     if colour_strength > 0:
         band = weight * (1.0 - weight)  # peaks on the mask edge, where the two images meet
-        if float(band.sum()) >= _MIN_BAND_WEIGHT:
+        if float(band.sum()) >= MIN_BAND_WEIGHT:
             render = match_colour(render, template, band, colour_strength)
     out[y + by0 : y + by1, x + bx0 : x + bx1] = cv2.blendLinear(render, template, weight, 1.0 - weight)
     return out

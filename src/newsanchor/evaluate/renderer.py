@@ -109,8 +109,8 @@ class _RendererUnderTest:
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
                                    references.aligned(f.landmarks, box, config.reference_warp, config.references), box,
-                                   use_edges=self.use_edges,
-                                   masked_frame=config.masked_frame)
+                                   use_edges=self.use_edges, masked_frame=config.masked_frame,
+                                   match_colours=config.match_reference_colours)
                   for f, a in zip(frames, alphas)]
         regions = self.runner.render(np.stack(inputs))
         on_static = np.repeat(static.real[None], len(frames), axis=0)

@@ -71,9 +71,36 @@ def region_alpha(landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
     return blend_mask((h, w), np.asarray(landmarks, np.float64) - (x0, y0))
 
 
+def skin_band(landmarks: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Weights ``[h, w]`` float32 of the region's pixels on the edge of the paste-back mask
+    ``alpha [h, w]`` (``alpha · (1 − alpha)``, where render and frame meet) that lie on the face:
+    inside the hull of the jaw 0..16 and the top of the nose bridge (landmarks ``[68, 2]``, crop
+    pixels), so that the neck and collar below the chin do not count."""
+    x0, y0, _, _ = box
+    hull = np.zeros(alpha.shape, np.uint8)
+    points = np.asarray(landmarks, np.float64)[list(range(17)) + [27]] - (x0, y0)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points * 16).astype(np.int32)), 1, cv2.LINE_8, 4)
+    return (alpha * (1.0 - alpha) * hull).astype(np.float32)
+
+
+def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, alpha: np.ndarray, landmarks: np.ndarray,
+                            box: tuple[int, int, int, int]) -> np.ndarray:
+    """Reference mouths ``[K, h, w, 3]`` uint8 (aligned to the frame) with their colour statistics
+    moved to the frame region's ``[h, w, 3]`` over the skin around the mask (:func:`skin_band`):
+    a reference from another moment (other light, another session) then continues the frame's
+    skin, and a renderer copying its texture copies the right colours. Unchanged when the band is
+    too small to measure (a face mostly outside the region)."""
+    from ..composite.paste import MIN_BAND_WEIGHT, match_colour
+
+    band = skin_band(landmarks, alpha, box)
+    if not len(references) or float(band.sum()) < MIN_BAND_WEIGHT:
+        return references
+    return np.stack([match_colour(r, frame_region, band) for r in references])
+
+
 def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.ndarray, alpha: np.ndarray,
                      references: np.ndarray, box: tuple[int, int, int, int], *, use_edges: bool = True,
-                     masked_frame: bool = True) -> np.ndarray:
+                     masked_frame: bool = True, match_colours: bool = False) -> np.ndarray:
     """Network input ``[C, h, w]`` float32 in [-1, 1] of the lower-face renderer.
 
     Args:
@@ -84,7 +111,8 @@ def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.
         box: the region ``(x0, y0, w, h)`` in the crop.
 
     Channels: the facial map's five, the mask, the masked frame (unless ``masked_frame`` is
-    False: the ablation), then each reference's RGB.
+    False: the ablation), then each reference's RGB (``match_colours``: first brought to the
+    frame's colours, :func:`match_reference_colours`).
     """
     x0, y0, w, h = box
     drawn = facial_map(edges, landmarks)[:, y0:y0 + h, x0:x0 + w].astype(np.float32) / 127.5 - 1.0
@@ -95,6 +123,8 @@ def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.
         masked = frame_region.astype(np.float32) * (1.0 - alpha)[..., None]
         parts.append(masked.transpose(2, 0, 1) / 127.5 - 1.0)
     if len(references):
+        if match_colours:
+            references = match_reference_colours(references, frame_region, alpha, landmarks, box)
         parts.append(references.transpose(0, 3, 1, 2).reshape(-1, h, w).astype(np.float32) / 127.5 - 1.0)
     return np.concatenate(parts)
 

@@ -81,6 +81,9 @@ class LowerFaceConfig:
         frame; ``"nearest"``: a bank of ``bank_size`` mouths covering the presenter's mouth shapes
         is stored, and each frame reads the ``references`` whose shapes are nearest its own (so the
         warp bends them little and their texture fits).
+    match_reference_colours: bring each warped reference to the frame's colours first
+        (:func:`newsanchor.render.inputs.match_reference_colours`): references from other light
+        or another session then continue the frame's skin instead of their own.
     """
 
     map_channels: int = N_CHANNELS
@@ -95,6 +98,7 @@ class LowerFaceConfig:
     head: str = "rgb"
     reference_choice: str = "states"
     bank_size: int = 48
+    match_reference_colours: bool = False
 
     def __post_init__(self) -> None:
         for name in ("map_channels", "ngf", "max_channels"):

@@ -130,7 +130,7 @@ def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainCo
     np.savez(run / REFERENCES_FILE, **references.to_arrays())  # type: ignore[arg-type]
     frames = partial(LowerFaceFrames, references=renderer_config.references, masked_frame=renderer_config.masked_frame,
                      use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp,
-                     bank=bank)
+                     bank=bank, match_colours=renderer_config.match_reference_colours)
     return (frames(train_cache, pools, box, dataset.size, randomise=True),
             frames(val_cache, pools, box, dataset.size, randomise=False))
 

@@ -207,11 +207,11 @@ class LowerFaceFrames(torch.utils.data.Dataset):
     def __init__(self, cache: RegionCache, pools: ReferencePools | None, box: tuple[int, int, int, int], size: int, *,
                  references: int, masked_frame: bool = True, use_edges: bool = True, randomise: bool = True,
                  mouth_weight: float = 2.0, neighbour_frames: int = 12, reference_warp: str = "head",
-                 bank: ReferenceBank | None = None):
+                 bank: ReferenceBank | None = None, match_colours: bool = False):
         if (pools is None) == (bank is None):
             raise ValueError("LowerFaceFrames: give reference pools or a bank, not both")
         self.cache, self.pools, self.bank, self.box, self.size = cache, pools, bank, box, size
-        self.reference_warp = reference_warp
+        self.reference_warp, self.match_colours = reference_warp, match_colours
         self.references, self.masked_frame, self.use_edges = references, masked_frame, use_edges
         self.randomise, self.mouth_weight, self.neighbour_frames = randomise, mouth_weight, neighbour_frames
 
@@ -256,7 +256,7 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         refs = warp_references(crops, crop_landmarks, landmarks, self.box, self.reference_warp) if len(crops) \
             else np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
-                                  masked_frame=self.masked_frame)
+                                  masked_frame=self.masked_frame, match_colours=self.match_colours)
         weight = np.ones((h, w), np.float32)
         mx0, my0, mx1, my1 = mouth_box(landmarks - (x0, y0), max(h, w))
         weight[my0:my1, mx0:mx1] += self.mouth_weight
