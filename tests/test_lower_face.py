@@ -16,9 +16,10 @@ from newsanchor.evaluate.image_metrics import laplacian_variance
 from newsanchor.render.inputs import compose_region, lower_face_input, match_reference_colours, region_alpha, skin_band
 from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
-from newsanchor.render.references import (REFERENCES_FILE, ReferenceMouths, align_reference, choose_bank,
+from newsanchor.render.references import (REFERENCES_FILE, ReferenceChooser, ReferenceMouths, align_reference, choose_bank,
                                           choose_candidates, load_reference_mouths, mouth_openness, mouth_shape,
-                                          nearest_mouths, similarity, teeth_score, thin_plate_spline, warp_reference)
+                                          nearest_mouths, reference_chooser, similarity, teeth_score, thin_plate_spline,
+                                          warp_reference)
 from newsanchor.train.gan_losses import laplacian_loss, laplacian_pyramid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -217,6 +218,34 @@ def test_the_bank_covers_every_mouth_shape_and_a_frame_reads_the_nearest_whateve
     aligned = mouths.aligned(faces[bank[4]], (32, 112, 192, 144), "mouth", 2)
     assert aligned.shape == (2, 144, 192, 3) and aligned[0].mean() == pytest.approx(160, abs=1)
     assert mouths.aligned(faces[0], (32, 112, 192, 144), "head").shape[0] == len(bank)  # no count: all, as stored
+
+
+def test_frames_in_order_keep_their_bank_references_while_the_mouth_wavers_between_two_shapes():
+    openings = np.array([0.0, 8.0, 16.0, 24.0])
+    faces = np.stack([face(open_px=o) for o in openings])
+    mouths = ReferenceMouths(np.zeros((4, 256, 256, 3), np.uint8), faces.astype(np.float32), ("bank",) * 4,
+                             mouth_openness(faces))
+    # a mouth wavering about halfway between the bank's 8 and 16 px, then opening wide
+    path = [12 + 0.4 * (-1) ** t for t in range(20)] + [23.0] * 3
+    targets = [face(open_px=o) for o in path]
+
+    def picks(hold: float) -> list[int]:
+        chooser = ReferenceChooser(mouths, 1, hold)
+        return [int(chooser(t)[0]) for t in targets]
+
+    fresh, held = picks(0.0), picks(0.3)
+    assert fresh[:20] == [2, 1] * 10  # the nearest: another reference every frame
+    assert len(set(held[:20])) == 1  # held: one reference while neither is clearly nearer
+    assert fresh[-3:] == held[-3:] == [3, 3, 3]  # and the nearest once the mouth has clearly moved
+    with pytest.raises(ValueError, match="hold"):
+        ReferenceChooser(mouths, 1, -0.1)
+    nearest = LowerFaceConfig(reference_choice="nearest", references=2, bank_size=4, reference_hold=0.2)
+    chooser = reference_chooser(nearest, mouths)
+    assert chooser is not None and chooser.count == 2 and chooser.hold == 0.2
+    assert chooser.aligned(targets[0], (32, 112, 192, 144), "mouth").shape == (2, 144, 192, 3)
+    assert reference_chooser(LowerFaceConfig(), mouths) is None  # the stored states, all of them, in order
+    with pytest.raises(ValueError, match="reference_hold"):
+        LowerFaceConfig(reference_hold=-1)
 
 
 def test_the_mouth_warp_carries_the_reference_lips_onto_the_target_lips():

@@ -92,13 +92,15 @@ def test_the_ablations_train_without_references_or_without_the_masked_frame(grid
 
 def test_the_nearest_choice_trains_on_a_bank_of_mouths_and_synthesises_from_it(grid10, tiny_models, tmp_path):
     run = tmp_path / "nearest"
-    overrides = TINY | {"reference_choice": "nearest", "bank_size": 8, "reference_warp": "mouth-only", "head": "blend"}
+    overrides = TINY | {"reference_choice": "nearest", "bank_size": 8, "reference_warp": "mouth-only", "head": "blend",
+                        "match_reference_colours": True, "reference_hold": 0.2}
     train_lower_face(grid10.root, run, tiny_config(max_steps=2, renderer_overrides=overrides, lambda_choice=0.5),
                      device="cpu")
     _, config, _ = load_renderer(run)
     bank = load_reference_mouths(run)
     assert config.reference_choice == "nearest" and config.references == 3 and len(bank) == 8
     assert config.head == "blend" and config.reference_warp == "mouth-only"
+    assert config.match_reference_colours and config.reference_hold == 0.2
     assert all(np.isfinite(float(v)) for v in (run / "log.csv").read_text().splitlines()[-1].split(",")[1:6])
     openness = mouth_openness(bank.landmarks)
     assert openness[0] < openness[-1] and set(bank.states) == {"bank"}

@@ -32,7 +32,9 @@ from .composite.paste import paste_back
 from .facemap.jaw import correct_jaw
 from .features.audio import MfccStats
 from .render.inputs import appearance_reference, input_uses_edges, lower_face_input, region_alpha, renderer_input
+from .render.lower_face import LowerFaceConfig
 from .render.pix2pixhd import is_lower_face
+from .render.references import ReferenceChooser, reference_chooser
 from .render.runtime import PRECISIONS, choose_runner
 from .speech.captions import Cue
 from .template import pingpong_indices
@@ -179,6 +181,8 @@ class AnchorPipeline:
         correction, facial maps), ``render`` and ``composite`` (paste-back and overlays)."""
         batch = self.settings.batch_size
         timing = stage_seconds if stage_seconds is not None else {}
+        chooser = reference_chooser(self.renderer_config, self.reference_mouths) \
+            if isinstance(self.renderer_config, LowerFaceConfig) else None
         for first in range(0, len(mouth), batch):
             started = time.perf_counter()
             with single_threaded_blas():  # small matrices: BLAS threads would only spin on the renderer's cores
@@ -186,7 +190,7 @@ class AnchorPipeline:
                 if self.lower_face:
                     # the mask covers the new face and the template's own (so neither chin shows)
                     faces_masked = [np.stack([lm, self.template_landmarks[i]]) for i, lm in zip(indices, landmarks)]
-                    inputs = np.stack([self._region_input(int(i), lm, masked)
+                    inputs = np.stack([self._region_input(int(i), lm, masked, chooser)
                                        for i, lm, masked in zip(indices, landmarks, faces_masked)])
                 else:
                     inputs = np.stack([renderer_input(self.template_edges[i], lm, self.reference, use_edges=self.use_edges)
@@ -212,9 +216,11 @@ class AnchorPipeline:
             raise RuntimeError("AnchorPipeline: only a lower-face renderer has a region")
         return self.region
 
-    def _region_input(self, index: int, landmarks: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    def _region_input(self, index: int, landmarks: np.ndarray, faces: np.ndarray,
+                      chooser: ReferenceChooser | None = None) -> np.ndarray:
         """The lower-face renderer's input ``[C, h, w]`` for template frame ``index`` with the face
-        ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are."""
+        ``landmarks [68, 2]`` drawn, masked where ``faces [N, 68, 2]`` are; a bank's references
+        from ``chooser`` (frames in order) where given."""
         region = self._region_box()
         x0, y0, w, h = region
         alpha = region_alpha(faces, region)
@@ -225,7 +231,9 @@ class AnchorPipeline:
             if index not in self._aligned_references:
                 self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], region)
             references = self._aligned_references[index]
-        else:  # bent onto (or chosen by) the new mouth: every frame (~1.5 ms for three at 256²)
+        elif chooser is not None:  # chosen by the new mouth, then bent onto it: every frame
+            references = chooser.aligned(landmarks, region, warp)
+        else:  # bent onto the new mouth: every frame (~1.5 ms for three at 256²)
             references = self.reference_mouths.aligned(landmarks, region, warp, count)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
                                 references, region,

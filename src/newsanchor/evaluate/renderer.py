@@ -40,7 +40,7 @@ from ..render.inputs import (appearance_reference, compose_region, input_uses_ed
                              renderer_input)
 from ..render.lower_face import LowerFaceConfig
 from ..render.pix2pixhd import is_lower_face, load_renderer
-from ..render.references import load_reference_mouths, mouth_openness
+from ..render.references import ReferenceChooser, load_reference_mouths, mouth_openness, reference_chooser
 from ..render.runtime import RendererRunner, resolve_precision
 from .renderer_scores import IDENTITY_EVERY, FlickerMeter, FrameScores, finite_mean, summarise
 
@@ -92,6 +92,12 @@ class _RendererUnderTest:
         self.lower_face = is_lower_face(self.config)
         self.references = load_reference_mouths(run) if self.lower_face else None
         self.runner = RendererRunner(model, precision, device=device)
+        self.chooser: ReferenceChooser | None = None
+
+    def start_segment(self) -> None:
+        """Frames of a new segment follow: a bank's references are chosen afresh for its first."""
+        if isinstance(self.config, LowerFaceConfig) and self.references is not None:
+            self.chooser = reference_chooser(self.config, self.references)
 
     def crops(self, frames: list[_Frame], reference: np.ndarray, static: _Frame) -> tuple[np.ndarray, np.ndarray]:
         """Whole crops ``[B, S, S, 3]`` uint8 for the frames: ``(in each frame, on the static frame)``
@@ -107,7 +113,9 @@ class _RendererUnderTest:
         box = config.region_box(size)
         x0, y0, w, h = box
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
+        chooser = self.chooser
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
+                                   chooser.aligned(f.landmarks, box, config.reference_warp) if chooser else
                                    references.aligned(f.landmarks, box, config.reference_warp, config.references), box,
                                    use_edges=self.use_edges, masked_frame=config.masked_frame,
                                    match_colours=config.match_reference_colours)
@@ -139,6 +147,8 @@ def _evaluate_segment(dataset: PreparedDataset, segment: Segment, renderers: dic
     first_face = int(np.flatnonzero(found)[0])
     reference = appearance_reference(dataset.crop_frames(segment.clip, [first_face])[0], landmarks[first_face])
     result = _SegmentResult({name: FrameScores() for name in renderers}, FrameScores(), FlickerMeter(), FlickerMeter(), [])
+    for renderer in renderers.values():
+        renderer.start_segment()
     real_tracker = FaceTracker()
     static: _Frame | None = None
     pending: list[_Frame] = []

@@ -84,6 +84,10 @@ class LowerFaceConfig:
     match_reference_colours: bring each warped reference to the frame's colours first
         (:func:`newsanchor.render.inputs.match_reference_colours`): references from other light
         or another session then continue the frame's skin instead of their own.
+    reference_hold: with the ``"nearest"`` choice, keep the previous frame's references while
+        they are at most this fraction farther from the frame's mouth than the nearest
+        (:class:`newsanchor.render.references.ReferenceChooser`): read only when frames are
+        rendered in order (synthesis, evaluation), never in training.
     """
 
     map_channels: int = N_CHANNELS
@@ -99,6 +103,7 @@ class LowerFaceConfig:
     reference_choice: str = "states"
     bank_size: int = 48
     match_reference_colours: bool = False
+    reference_hold: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("map_channels", "ngf", "max_channels"):
@@ -115,6 +120,8 @@ class LowerFaceConfig:
             raise ValueError(f"LowerFaceConfig: reference_choice must be one of {CHOICES}, got {self.reference_choice!r}")
         if self.reference_choice == "nearest" and self.bank_size < max(self.references, 1):
             raise ValueError(f"LowerFaceConfig: a bank of {self.bank_size} mouths cannot give {self.references} references")
+        if self.reference_hold < 0:
+            raise ValueError(f"LowerFaceConfig: reference_hold must be >= 0, got {self.reference_hold}")
         if self.reference_warp not in WARPS:
             raise ValueError(f"LowerFaceConfig: reference_warp must be one of {WARPS}, got {self.reference_warp!r}")
         x, y, w, h = self.region

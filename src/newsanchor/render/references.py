@@ -18,11 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..features.mouth import face_pose, normalise_mouth
+
+if TYPE_CHECKING:  # lower_face reads this module's names at import
+    from .lower_face import LowerFaceConfig
 
 # Mouth states the references cover, in channel order, with the openness quantile each is drawn
 # from (closed: the 3rd percentile; half: the median of the open half; open: the widest).
@@ -174,8 +178,42 @@ class ReferenceMouths:
         ``count``) the ``count`` shaped most like the target's mouth, nearest first."""
         if count is None or count >= len(self.crops):
             return warp_references(self.crops, self.landmarks, target_landmarks, box, warp)
-        picks = self.nearest(target_landmarks, count)
+        return self.warped(self.nearest(target_landmarks, count), target_landmarks, box, warp)
+
+    def warped(self, picks: np.ndarray, target_landmarks: np.ndarray, box: tuple[int, int, int, int],
+               warp: str = "head") -> np.ndarray:
+        """The references ``picks [K]`` warped onto the target and cut to the region: ``[K, h, w, 3]`` uint8."""
         return warp_references(self.crops[picks], self.landmarks[picks], target_landmarks, box, warp)
+
+
+class ReferenceChooser:
+    """Chooses a bank's references for frames rendered in order: the ``count`` nearest each frame's
+    mouth (:meth:`ReferenceMouths.nearest`), except that the previous frame's choice is kept while
+    its mean shape distance is at most ``1 + hold`` times the nearest's. Each change of reference
+    brings another moment's lip texture, so a choice made afresh every frame flickers as the mouth
+    passes between two bank shapes; ``hold`` 0 is the plain nearest choice.
+    """
+
+    def __init__(self, mouths: ReferenceMouths, count: int, hold: float = 0.0):
+        if hold < 0:
+            raise ValueError(f"ReferenceChooser: hold must be >= 0, got {hold}")
+        self.mouths, self.count, self.hold = mouths, min(count, len(mouths)), hold
+        self._previous: np.ndarray | None = None
+
+    def __call__(self, target_landmarks: np.ndarray) -> np.ndarray:
+        """Indices ``[count]`` into the bank for the next frame's landmarks ``[68, 2]``."""
+        shape = mouth_shape(target_landmarks)
+        picks = nearest_mouths(self.mouths.shapes, shape, self.count)
+        if self._previous is not None and self.hold > 0:
+            distance = np.linalg.norm(self.mouths.shapes - shape, axis=-1)
+            if distance[self._previous].mean() <= (1.0 + self.hold) * distance[picks].mean():
+                picks = self._previous
+        self._previous = picks
+        return picks
+
+    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head") -> np.ndarray:
+        """The next frame's chosen references warped onto it and cut to the region ``[K, h, w, 3]``."""
+        return self.mouths.warped(self(target_landmarks), target_landmarks, box, warp)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -318,3 +356,11 @@ def load_reference_mouths(folder: str | Path) -> ReferenceMouths:
         raise RendererError(path, "missing (a lower-face renderer needs its reference mouths)") from None
     except (OSError, ValueError, KeyError) as err:
         raise RendererError(path, f"not readable reference mouths ({err})") from None
+
+
+def reference_chooser(config: LowerFaceConfig, mouths: ReferenceMouths) -> ReferenceChooser | None:
+    """The chooser of a renderer whose frames read the nearest of a bank (None for one that reads
+    every stored reference in their stored order)."""
+    if config.reference_choice != "nearest" or config.references >= len(mouths):
+        return None
+    return ReferenceChooser(mouths, config.references, config.reference_hold)
