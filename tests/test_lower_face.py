@@ -17,7 +17,7 @@ from newsanchor.render.inputs import compose_region, lower_face_input, match_ref
 from newsanchor.render.lower_face import FaceRegion, LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import RendererError, build_renderer, is_lower_face, load_renderer, save_renderer
 from newsanchor.render.references import (REFERENCES_FILE, ReferenceChooser, ReferenceMouths, align_reference, choose_bank,
-                                          choose_candidates, load_reference_mouths, mouth_openness, mouth_shape,
+                                          choose_candidates, load_reference_mouths, mouth_openness, mouth_shape, mouth_support,
                                           nearest_mouths, reference_chooser, similarity, teeth_score, thin_plate_spline,
                                           warp_reference)
 from newsanchor.train.gan_losses import laplacian_loss, laplacian_pyramid
@@ -295,6 +295,14 @@ def test_references_take_the_frames_colours_from_the_skin_around_the_mask_not_fr
     edges = np.zeros((256, 256), bool)
     inputs = lower_face_input(edges, points, frame, alpha, reference[None], box, match_colours=True)
     assert np.allclose(inputs[-3:], matched[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+    # a mouth-only reference (black outside its mouth and chin) is measured on its chin and
+    # cheeks, and stays black where it was
+    support = mouth_support(points, box)
+    only = (reference * support[..., None]).round().astype(np.uint8)
+    matched = match_reference_colours(only[None], frame, alpha, points, box, "mouth-only")[0]
+    inside = support > 0.9
+    assert np.abs(matched[inside].mean(0) - frame[inside].mean(0)).max() < 6
+    assert matched[support < 0.01].max() == 0
     # a face that leaves no skin in the region to measure: the references are left as they are
     nowhere = np.zeros_like(alpha)
     assert np.array_equal(match_reference_colours(reference[None], frame, nowhere, points, box), reference[None])

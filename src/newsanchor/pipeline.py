@@ -238,7 +238,8 @@ class AnchorPipeline:
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
                                 references, region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame,
-                                match_colours=self.renderer_config.match_reference_colours)
+                                match_colours=self.renderer_config.match_reference_colours,
+                                reference_warp=self.renderer_config.reference_warp)
 
     def _paste_region(self, index: int, region: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Template frame ``index`` with a rendered region ``[h, w, 3]`` blended in through the

@@ -118,7 +118,7 @@ class _RendererUnderTest:
                                    chooser.aligned(f.landmarks, box, config.reference_warp) if chooser else
                                    references.aligned(f.landmarks, box, config.reference_warp, config.references), box,
                                    use_edges=self.use_edges, masked_frame=config.masked_frame,
-                                   match_colours=config.match_reference_colours)
+                                   match_colours=config.match_reference_colours, reference_warp=config.reference_warp)
                   for f, a in zip(frames, alphas)]
         regions = self.runner.render(np.stack(inputs))
         on_static = np.repeat(static.real[None], len(frames), axis=0)

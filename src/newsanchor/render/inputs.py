@@ -84,23 +84,40 @@ def skin_band(landmarks: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int
 
 
 def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, alpha: np.ndarray, landmarks: np.ndarray,
-                            box: tuple[int, int, int, int]) -> np.ndarray:
-    """Reference mouths ``[K, h, w, 3]`` uint8 (aligned to the frame) with their colour statistics
-    moved to the frame region's ``[h, w, 3]`` over the skin around the mask (:func:`skin_band`):
-    a reference from another moment (other light, another session) then continues the frame's
-    skin, and a renderer copying its texture copies the right colours. Unchanged when the band is
-    too small to measure (a face mostly outside the region)."""
+                            box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
+    """Reference mouths ``[K, h, w, 3]`` uint8 (aligned to the frame by ``warp``) with their colour
+    statistics moved to the frame region's ``[h, w, 3]``: a reference from another moment (other
+    light, another session) then continues the frame's skin, and a renderer copying its texture
+    copies the right colours. Measured over the skin where the copy meets the frame: the edge of
+    the mask (:func:`skin_band`), or for a ``"mouth-only"`` reference (black outside
+    :func:`~newsanchor.render.references.mouth_support`) its chin and cheeks without the lips,
+    where it is then kept. Unchanged when there is too little skin to measure (a face mostly
+    outside the region)."""
     from ..composite.paste import MIN_BAND_WEIGHT, match_colour
+    from .references import mouth_support
 
-    band = skin_band(landmarks, alpha, box)
-    if not len(references) or float(band.sum()) < MIN_BAND_WEIGHT:
+    support = None
+    if warp == "mouth-only":
+        support = mouth_support(landmarks, box)
+        x0, y0, w, _ = box
+        lips = np.zeros(alpha.shape, np.uint8)
+        cv2.fillPoly(lips, [np.round((np.asarray(landmarks, np.float64)[48:60] - (x0, y0)) * 16).astype(np.int32)], 1,
+                     cv2.LINE_8, 4)
+        lips = cv2.dilate(lips, np.ones((3, 3), np.uint8), iterations=max(1, round(0.02 * w)))
+        weights = ((support > 0.9) & (lips == 0)).astype(np.float32)
+    else:
+        weights = skin_band(landmarks, alpha, box)
+    if not len(references) or float(weights.sum()) < MIN_BAND_WEIGHT:
         return references
-    return np.stack([match_colour(r, frame_region, band) for r in references])
+    matched = np.stack([match_colour(r, frame_region, weights) for r in references])
+    if support is not None:  # an affine colour map moves black too: keep the reference's own outline
+        matched = (matched * support[None, ..., None]).round().astype(np.uint8)
+    return matched
 
 
 def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.ndarray, alpha: np.ndarray,
                      references: np.ndarray, box: tuple[int, int, int, int], *, use_edges: bool = True,
-                     masked_frame: bool = True, match_colours: bool = False) -> np.ndarray:
+                     masked_frame: bool = True, match_colours: bool = False, reference_warp: str = "mouth") -> np.ndarray:
     """Network input ``[C, h, w]`` float32 in [-1, 1] of the lower-face renderer.
 
     Args:
@@ -112,7 +129,7 @@ def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.
 
     Channels: the facial map's five, the mask, the masked frame (unless ``masked_frame`` is
     False: the ablation), then each reference's RGB (``match_colours``: first brought to the
-    frame's colours, :func:`match_reference_colours`).
+    frame's colours, :func:`match_reference_colours`, knowing the ``reference_warp`` that aligned them).
     """
     x0, y0, w, h = box
     drawn = facial_map(edges, landmarks)[:, y0:y0 + h, x0:x0 + w].astype(np.float32) / 127.5 - 1.0
@@ -124,7 +141,7 @@ def lower_face_input(edges: np.ndarray, landmarks: np.ndarray, frame_region: np.
         parts.append(masked.transpose(2, 0, 1) / 127.5 - 1.0)
     if len(references):
         if match_colours:
-            references = match_reference_colours(references, frame_region, alpha, landmarks, box)
+            references = match_reference_colours(references, frame_region, alpha, landmarks, box, reference_warp)
         parts.append(references.transpose(0, 3, 1, 2).reshape(-1, h, w).astype(np.float32) / 127.5 - 1.0)
     return np.concatenate(parts)
 

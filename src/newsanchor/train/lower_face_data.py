@@ -256,7 +256,8 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         refs = warp_references(crops, crop_landmarks, landmarks, self.box, self.reference_warp) if len(crops) \
             else np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
-                                  masked_frame=self.masked_frame, match_colours=self.match_colours)
+                                  masked_frame=self.masked_frame, match_colours=self.match_colours,
+                                  reference_warp=self.reference_warp)
         weight = np.ones((h, w), np.float32)
         mx0, my0, mx1, my1 = mouth_box(landmarks - (x0, y0), max(h, w))
         weight[my0:my1, mx0:mx1] += self.mouth_weight
