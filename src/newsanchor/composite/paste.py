@@ -163,7 +163,7 @@ def _weighted_stats(image: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray,
 
 
 def match_colour(face: np.ndarray, reference: np.ndarray, region_mask: np.ndarray,
-                 strength: float = 1.0) -> np.ndarray:
+                 strength: float = 1.0, *, chroma_gain: bool = True) -> np.ndarray:
     """Shift the face's colour statistics to the reference's over a region.
 
     Per channel of (Y, Cb, Cr) (BT.601, full range), the face's weighted mean and std over
@@ -179,6 +179,9 @@ def match_colour(face: np.ndarray, reference: np.ndarray, region_mask: np.ndarra
         reference: ``[H, W, 3]`` uint8 RGB, same shape.
         region_mask: ``[H, W]`` bool, or float weights ≥ 0 (e.g. a blend band).
         strength: 0 (unchanged) … 1 (statistics matched).
+        chroma_gain: False: Cb and Cr only shifted, their spread left alone. Statistics taken on
+            skin then also suit colours far from it (teeth, a white wall): a chroma gain above 1
+            pushes anything greyer than skin past grey, into green.
 
     Returns:
         ``[H, W, 3]`` uint8, a new array. Std gains are clamped to [0.5, 2] so that a nearly flat
@@ -204,6 +207,8 @@ def match_colour(face: np.ndarray, reference: np.ndarray, region_mask: np.ndarra
     mean_r, std_r = _weighted_stats(reference, weights)
     target_std = std_f + strength * (std_r - std_f)
     gain = np.where(std_f > 1e-3, target_std / np.maximum(std_f, 1e-3), 1.0).clip(0.5, 2.0)
+    if not chroma_gain:
+        gain[1:] = 1.0
     target_mean = mean_f + strength * (mean_r - mean_f)
     # ycc' = gain ⊙ (ycc − mean_f) + target_mean, written as one affine map of RGB
     matrix = _YCC_TO_RGB @ np.diag(gain) @ _RGB_TO_YCC

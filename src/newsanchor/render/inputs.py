@@ -88,10 +88,11 @@ def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, al
     """Reference mouths ``[K, h, w, 3]`` uint8 (aligned to the frame by ``warp``) with their colour
     statistics moved to the frame region's ``[h, w, 3]``: a reference from another moment (other
     light, another session) then continues the frame's skin, and a renderer copying its texture
-    copies the right colours. Measured over the skin where the copy meets the frame: the edge of
-    the mask (:func:`skin_band`), or for a ``"mouth-only"`` reference (black outside
-    :func:`~newsanchor.render.references.mouth_support`) its chin and cheeks without the lips,
-    where it is then kept. Unchanged when there is too little skin to measure (a face mostly
+    copies the right colours: brightness, contrast and the shift of hue, but not the spread of
+    hue (a gain on it, measured on skin, turns teeth green). Measured over the skin where the
+    copy meets the frame: the edge of the mask (:func:`skin_band`), or for a ``"mouth-only"``
+    reference (black outside :func:`~newsanchor.render.references.mouth_support`) its chin and
+    cheeks without the lips, where it is then kept. Unchanged when there is too little skin to measure (a face mostly
     outside the region)."""
     from ..composite.paste import MIN_BAND_WEIGHT, match_colour
     from .references import mouth_support
@@ -103,13 +104,13 @@ def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, al
         lips = np.zeros(alpha.shape, np.uint8)
         cv2.fillPoly(lips, [np.round((np.asarray(landmarks, np.float64)[48:60] - (x0, y0)) * 16).astype(np.int32)], 1,
                      cv2.LINE_8, 4)
-        lips = cv2.dilate(lips, np.ones((3, 3), np.uint8), iterations=max(1, round(0.02 * w)))
-        weights = ((support > 0.9) & (lips == 0)).astype(np.float32)
+        near_lips = cv2.dilate(lips, np.ones((3, 3), np.uint8), iterations=max(1, round(0.02 * w)))
+        weights = ((support > 0.9) & (near_lips == 0)).astype(np.float32)
     else:
         weights = skin_band(landmarks, alpha, box)
     if not len(references) or float(weights.sum()) < MIN_BAND_WEIGHT:
         return references
-    matched = np.stack([match_colour(r, frame_region, weights) for r in references])
+    matched = np.stack([match_colour(r, frame_region, weights, chroma_gain=False) for r in references])
     if support is not None:  # an affine colour map moves black too: keep the reference's own outline
         matched = (matched * support[None, ..., None]).round().astype(np.uint8)
     return matched
