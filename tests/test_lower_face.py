@@ -318,7 +318,7 @@ def test_references_take_the_frames_colours_from_the_skin_around_the_mask_not_fr
     assert np.array_equal(match_reference_colours(reference[None], frame, nowhere, points, box), reference[None])
 
 
-def test_a_mouth_only_reference_keeps_the_mouth_and_chin_and_drops_neck_and_cheeks():
+def test_a_mouth_only_reference_keeps_the_mouth_and_chin_and_drops_neck_and_cheeks_a_face_only_one_keeps_the_cheeks():
     target = face(open_px=10)
     crop = np.full((256, 256, 3), 200, np.uint8)
     box = (32, 112, 192, 144)
@@ -330,6 +330,10 @@ def test_a_mouth_only_reference_keeps_the_mouth_and_chin_and_drops_neck_and_chee
     assert at((target[8][0], target[8][1] + 12)) < 20  # the neck below it
     assert at((target[1][0] + 2, target[1][1])) < 20  # the cheek beside the upper jaw
     assert kept.shape == (144, 192, 3) and kept.dtype == np.uint8
+    # face-only keeps that cheek and the whole jaw line too, and still drops the neck
+    kept = warp_reference(crop, target, target, box, "face-only")
+    assert at((target[1][0] + 12, target[1][1])) > 180 and at(target[51]) == 200
+    assert at((target[8][0], target[8][1] + 12)) < 20
 
 
 def test_the_blend_head_mixes_its_colour_with_the_references_per_pixel():

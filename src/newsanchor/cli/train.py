@@ -52,7 +52,7 @@ def train_renderer_command(
     loader_workers: Annotated[Optional[int], typer.Option(help="Processes decoding training frames (default 2; lower-face 1, which reads a cache).")] = None,
     references: Annotated[Optional[bool], typer.Option("--references/--no-references", help="lower-face: read reference mouths of the presenter (the default; --no-references: the ablation).")] = None,
     masked_frame: Annotated[Optional[bool], typer.Option("--masked-frame/--no-masked-frame", help="lower-face: read the frame's own region with the lower face masked (the default; --no-masked-frame: the ablation).")] = None,
-    reference_warp: Annotated[Optional[str], typer.Option(help="lower-face: bring the reference mouths onto each frame by the head pose only (head), also bend them onto its mouth (mouth, the default), or bend them and keep only the mouth and chin (mouth-only).")] = None,
+    reference_warp: Annotated[Optional[str], typer.Option(help="lower-face: bring the reference mouths onto each frame by the head pose only (head), also bend them onto its mouth (mouth, the default), or bend them and keep only the mouth and chin (mouth-only) or only the face inside the jaw (face-only).")] = None,
     head: Annotated[Optional[str], typer.Option(help="lower-face: paint every pixel (rgb) or mix painted colour and reference mouths per pixel (blend); default: the preset's.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

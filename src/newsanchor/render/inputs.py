@@ -92,14 +92,13 @@ def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, al
     hue (a gain on it, measured on skin, turns teeth green). Measured over the skin where the
     copy meets the frame: the edge of the mask (:func:`skin_band`), or for a ``"mouth-only"``
     reference (black outside :func:`~newsanchor.render.references.mouth_support`) its chin and
-    cheeks without the lips, where it is then kept. Unchanged when there is too little skin to measure (a face mostly
-    outside the region)."""
+    cheeks without the lips; a reference cut to its support stays black outside it. Unchanged
+    when there is too little skin to measure (a face mostly outside the region)."""
     from ..composite.paste import MIN_BAND_WEIGHT, match_colour
-    from .references import mouth_support
+    from .references import reference_support
 
-    support = None
-    if warp == "mouth-only":
-        support = mouth_support(landmarks, box)
+    support = reference_support(landmarks, box, warp)
+    if warp == "mouth-only" and support is not None:
         x0, y0, w, _ = box
         lips = np.zeros(alpha.shape, np.uint8)
         cv2.fillPoly(lips, [np.round((np.asarray(landmarks, np.float64)[48:60] - (x0, y0)) * 16).astype(np.int32)], 1,
@@ -108,6 +107,8 @@ def match_reference_colours(references: np.ndarray, frame_region: np.ndarray, al
         weights = ((support > 0.9) & (near_lips == 0)).astype(np.float32)
     else:
         weights = skin_band(landmarks, alpha, box)
+        if support is not None:  # face-only: where the reference is itself, not its feathered edge
+            weights = weights * (support > 0.9)
     if not len(references) or float(weights.sum()) < MIN_BAND_WEIGHT:
         return references
     matched = np.stack([match_colour(r, frame_region, weights, chroma_gain=False) for r in references])

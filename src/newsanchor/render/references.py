@@ -41,11 +41,14 @@ INNER_MOUTH = list(range(60, 68))
 STABLE_POINTS = list(range(27, 36)) + list(range(36, 48))
 # Points the thin-plate spline carries from the reference onto the frame: jaw, nose bottom, lips.
 WARP_POINTS = list(range(2, 15)) + list(range(31, 36)) + list(range(48, 68))
-WARPS = ("head", "mouth", "mouth-only")
+WARPS = ("head", "mouth", "mouth-only", "face-only")
 # The area a "mouth-only" reference keeps: the face below the nose bottom, inside the jaw from the
 # third to the thirteenth point (a reference's neck, collar and outer cheeks come from another
 # moment's clothes and light, and a network that may copy them does).
 SUPPORT_JAW = list(range(3, 14))
+# The area a "face-only" reference keeps: the whole face inside the jaw, up to the top of the nose
+# bridge (its cheeks, jaw line and chin, but not the neck and collar below).
+FACE_SUPPORT = list(range(17)) + [27]
 SUPPORT_NOSE = [35, 34, 33, 32, 31]
 # How a frame's references are picked from those stored: "states", all of them (one per mouth state
 # of STATES); "nearest", the K of a larger bank whose mouths are shaped most like the frame's.
@@ -281,14 +284,16 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
     ``warp="head"``: :func:`align_reference` (eyes and nose onto the target's). ``"mouth"``: then
     a thin-plate spline moves each reference's jaw, nose bottom and lips (:data:`WARP_POINTS`)
     onto the target's, while the region's border stays where the head alignment put it (one
-    spline solve for all K: the target's points are the same). ``"mouth-only"``: as ``"mouth"``,
-    then black outside the target's mouth-and-chin area (:func:`mouth_support`).
+    spline solve for all K: the target's points are the same). ``"mouth-only"`` and
+    ``"face-only"``: as ``"mouth"``, then black outside the target's mouth-and-chin area or its
+    face inside the jaw (:func:`reference_support`).
     """
     if warp not in WARPS:
         raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
-    if warp == "mouth-only":
+    support = reference_support(target_landmarks, box, warp)
+    if support is not None:
         warped = warp_references(crops, reference_landmarks, target_landmarks, box, "mouth")
-        return (warped * mouth_support(target_landmarks, box)[None, ..., None]).round().astype(np.uint8)
+        return (warped * support[None, ..., None]).round().astype(np.uint8)
     x0, y0, w, h = box
     if warp == "head" or len(crops) == 0:
         return np.stack([align_reference(c, lm, target_landmarks, box) for c, lm in zip(crops, reference_landmarks)]) \
@@ -314,12 +319,29 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
     return out
 
 
+def reference_support(target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str) -> np.ndarray | None:
+    """Where a reference brought by ``warp`` is kept, ``[h, w]`` float32 in [0, 1]:
+    :func:`mouth_support` for ``"mouth-only"``, the target's face inside its jaw
+    (:data:`FACE_SUPPORT`, feathered alike) for ``"face-only"``, None (everywhere) otherwise."""
+    if warp == "mouth-only":
+        return mouth_support(target_landmarks, box)
+    if warp == "face-only":
+        return _feathered_polygon(np.asarray(target_landmarks, np.float64)[FACE_SUPPORT], box)
+    return None
+
+
 def mouth_support(target_landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Where a ``"mouth-only"`` reference is kept: the polygon of the target's jaw
     (:data:`SUPPORT_JAW`) closed by its nose bottom, feathered over 3 % of the region's width
     (0.5 on the polygon's edge), in the region ``box``: ``[h, w]`` float32 in [0, 1]."""
+    return _feathered_polygon(np.asarray(target_landmarks, np.float64)[SUPPORT_JAW + SUPPORT_NOSE], box)
+
+
+def _feathered_polygon(points: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The polygon ``points [P, 2]`` (crop pixels) filled in the region ``box`` and feathered over
+    3 % of its width: ``[h, w]`` float32 in [0, 1]."""
     x0, y0, w, h = box
-    polygon = np.asarray(target_landmarks, np.float64)[SUPPORT_JAW + SUPPORT_NOSE] - (x0, y0)
+    polygon = points - (x0, y0)
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
     return cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.03 * w))
