@@ -13,7 +13,7 @@
 # static | renderers… | real). Runs resume if interrupted.
 #   bash benchmarks/reference_colour_results.sh [DATA_DIR] [RUNS_DIR]
 # STEPS (default 600), EVAL_CLIPS (20), HOLD (0.2), OBAMA_VARIANTS ("match1 only1 face1"),
-# GRID_VARIANTS ("match1 only1 face1").
+# GRID_VARIANTS ("match1 only1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-data}
@@ -22,7 +22,7 @@ bin=${BIN:-.venv/bin}
 steps=${STEPS:-600}
 eval_clips=${EVAL_CLIPS:-20}
 hold=${HOLD:-0.2}
-declare -A variants=([obama]=${OBAMA_VARIANTS:-match1 only1 face1} [grid_s1]=${GRID_VARIANTS:-match1 only1 face1})
+declare -A variants=([obama]=${OBAMA_VARIANTS:-match1 only1 face1} [grid_s1]=${GRID_VARIANTS:-match1 only1})
 results=benchmarks/results
 mkdir -p "$results" "$runs"
 bash benchmarks/prepare_real_datasets.sh "$data"
