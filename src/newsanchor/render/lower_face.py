@@ -73,7 +73,7 @@ class LowerFaceConfig:
     reference_warp: how the reference mouths are brought onto the frame (``references.WARPS``):
         ``"head"`` by eyes and nose only (the first trained renderers), ``"mouth"`` also bent
         onto the frame's drawn jaw and lips (the ``lower-face`` preset), ``"mouth-only"`` then
-        kept only inside the jaw below the nose.
+        kept only inside the jaw below the nose, ``"face-only"`` only inside the jaw (not below it).
     head: ``"rgb"`` paints every pixel (tanh); ``"blend"`` also predicts per-pixel weights
         (softmax) over its painted colour and the (warped) reference mouths, and outputs their
         mix: copying a reference's texture is then a choice, not something to learn to paint.
