@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from newsanchor.cli import app
 from newsanchor.evaluate.image_metrics import psnr
+from newsanchor.render.lower_face import LowerFaceConfig, build_lower_face
 from newsanchor.render.pix2pixhd import build_renderer, load_renderer, save_renderer
 from newsanchor.render.runtime import RendererRunner, choose_runner, export_onnx, resolve_precision
 
@@ -72,6 +73,22 @@ def test_onnx_export_runs_in_onnx_runtime_like_pytorch_for_any_batch(tiny_model,
         expected = tiny_model(torch.from_numpy(inputs))
     torch.testing.assert_close(runner.forward(inputs), expected, atol=1e-4, rtol=1e-4)
     assert runner.forward(inputs[:1]).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.slow
+def test_a_blend_head_lower_face_renderer_exports_for_any_batch(tmp_path):
+    # the default renderer (lower-face-bank) mixes per pixel; exported from a batch of one, its
+    # reshapes once fixed the ONNX model's batch at one
+    torch.manual_seed(0)
+    model, config = build_lower_face(LowerFaceConfig(ngf=4, n_downsampling=2, n_blocks=1, references=1, head="blend"))
+    model.eval()
+    path = export_onnx(model, 64, tmp_path / "renderer.onnx", shape=(32, 48))
+    runner = RendererRunner(model, "onnx", onnx_file=path)
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).uniform(-1, 1, (batch, config.input_channels, 32, 48)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x))
+        torch.testing.assert_close(runner.forward(x), expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.slow

@@ -76,7 +76,7 @@ def export_onnx(model: torch.nn.Module, size: int, path: str | Path, shape: tupl
         raise NewsanchorError("ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)") from None
     # nn.Module.__getattr__ is typed Tensor | Module; every renderer keeps its config here
     channels = cast("RendererConfig | LowerFaceConfig", model.config).input_channels
-    example = torch.zeros(1, channels, *(shape or (size, size)))
+    example = torch.zeros(2, channels, *(shape or (size, size)))  # batch 1 would let the exporter fix it at 1
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model stays where and as it is
 
     def write(tmp: Path) -> None:
