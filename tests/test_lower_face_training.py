@@ -19,7 +19,7 @@ from newsanchor.render.pix2pixhd import is_lower_face, load_renderer
 from newsanchor.render.references import OPEN_ENOUGH, load_reference_mouths, mouth_openness
 from newsanchor.template import TemplateChoice
 from newsanchor.train.lower_face import LowerFaceTrainConfig, train_lower_face
-from newsanchor.train.lower_face_data import RegionCache, build_region_cache, choose_references
+from newsanchor.train.lower_face_data import RegionCache, build_region_cache, choose_reference_bank, choose_references
 from newsanchor.dataset import dataset_split
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -70,6 +70,11 @@ def test_references_cover_closed_to_open_and_a_never_open_presenter_is_named(gri
     with caplog.at_level(logging.WARNING, logger="newsanchor.train"):
         choose_references(grid10, closed_only, pool=4, source="closed.mp4")
     assert "closed.mp4: the presenter's mouth never opens wide" in caplog.text
+    # the default preset's bank of mouths says the same, and still gives a bank to train with
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="newsanchor.train"):
+        bank = choose_reference_bank(grid10, closed_only, 8, source="closed.mp4")
+    assert "closed.mp4: the presenter's mouth never opens wide" in caplog.text and len(bank.mouths) == 8
 
 
 def test_training_keeps_its_best_renderer_references_and_resumes(grid10, lower_face_run):

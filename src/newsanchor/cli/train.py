@@ -38,7 +38,7 @@ def train_mouth_command(
 def train_renderer_command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory written by `newsanchor prepare`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes it).")],
-    preset: Annotated[str, typer.Option(help="Renderer: lower-face (renders the nose-to-chin region from the presenter's own pixels; real time on a CPU), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "lower-face",
+    preset: Annotated[str, typer.Option(help="Renderer: lower-face-bank (the default: renders the nose-to-chin region from the presenter's own pixels, mixing its painting per pixel with the stored mouth shaped most like each frame's; real time on a CPU), lower-face (three fixed reference mouths, painted over) or lower-face-nearest (the three nearest of the stored mouths), light-256 or full-512 (the paper's whole-face pix2pixHD).")] = "lower-face-bank",
     config: Annotated[Optional[Path], typer.Option(help="YAML file with training settings (see configs/train_renderer.yaml); the options below override it.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps in all (a resumed run counts the steps it has; default 20,000, lower-face 6,000).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step, over all processes (default 4, lower-face 8).")] = None,

@@ -40,7 +40,7 @@ class CreatePlan:
     mouth_max_steps: int = 0  # 0: the epochs decide
     mouth_min_steps: int = 50
     mouth_overrides: dict = field(default_factory=dict)
-    renderer_config: str = "lower-face"
+    renderer_config: str = "lower-face-bank"
     renderer_batch: int = 8
     renderer_max_steps: int = 6000
     renderer_min_steps: int = 200

@@ -102,12 +102,15 @@ class DemoPlan:
 
     sentences: tuple[str, ...] = TRAINING_SENTENCES
     clips: int = 2
-    crop_size: int = 128
+    # the actor's stable crop is 256 px of its 384² frames: at 128² the lower face was rendered at
+    # half the output's scale and its mouth kept a quarter of the recordings' detail after
+    # paste-back (0.24-0.31); at 256², its own scale, the bank renderer keeps 0.70 of it
+    crop_size: int = 256
     mouth_epochs: float = 15.0
     mouth_max_steps: int = 0
-    renderer_config: str = "lower-face"  # or a pix2pixHD config (light-256)
+    renderer_config: str = "lower-face-bank"  # or another lower-face preset, or a pix2pixHD config (light-256)
     renderer: tuple[tuple[str, int], ...] = ()  # overrides of the config's sizes
-    renderer_steps: int = 1500
+    renderer_steps: int = 600
     renderer_batch: int = 8
     template_frames: int = 50
 

@@ -157,6 +157,11 @@ LOWER_FACE_CONFIGS: dict[str, LowerFaceConfig] = {
     "lower-face": LowerFaceConfig(reference_warp="mouth"),
     # the same network reading, per frame, the three of 48 stored mouths shaped most like its own
     "lower-face-nearest": LowerFaceConfig(reference_warp="mouth", reference_choice="nearest"),
+    # each frame reads the one bank mouth shaped most like its own (held while it stays close),
+    # in the frame's colours, kept over the face inside the jaw but not the collar below it, and
+    # mixes it per pixel with its own painting (benchmarks/RESULTS.md, "one per frame, held")
+    "lower-face-bank": LowerFaceConfig(reference_warp="face-only", reference_choice="nearest", references=1,
+                                       head="blend", match_reference_colours=True, reference_hold=0.2),
 }
 
 
