@@ -34,7 +34,7 @@ from newsanchor.render.lower_face import LOWER_FACE_CONFIGS, build_lower_face
 from newsanchor.render.pix2pixhd import NATIVE_SIZES, build_renderer, renderer_gflops
 from newsanchor.render.runtime import RendererRunner, export_onnx, seconds_per_batch
 
-BATCH = {"lower-face": 4, "light-256": 4, "full-512": 1}
+BATCH = {**{name: 4 for name in LOWER_FACE_CONFIGS}, "light-256": 4, "full-512": 1}
 LOWER_FACE_CROP = 256
 
 
