@@ -34,7 +34,8 @@ from newsanchor.render.lower_face import LOWER_FACE_CONFIGS, build_lower_face
 from newsanchor.render.pix2pixhd import NATIVE_SIZES, build_renderer, renderer_gflops
 from newsanchor.render.runtime import RendererRunner, export_onnx, seconds_per_batch
 
-BATCH = {**{name: 4 for name in LOWER_FACE_CONFIGS}, "light-256": 4, "full-512": 1}
+BATCH = {"light-256": 4, "full-512": 1}
+LOWER_FACE_BATCH = 4  # every lower-face preset
 LOWER_FACE_CROP = 256
 
 
@@ -72,12 +73,13 @@ def main() -> None:
             if name in LOWER_FACE_CONFIGS:
                 model, config = build_lower_face(name)
                 size, shape = LOWER_FACE_CROP, config.region_shape(LOWER_FACE_CROP)
+                batch = LOWER_FACE_BATCH
             else:
                 model, _ = build_renderer(name, appearance_channels=APPEARANCE_CHANNELS, upsample=upsample)
                 size = NATIVE_SIZES[name]
                 shape = (size, size)
+                batch = BATCH[name]
             model.eval()
-            batch = BATCH[name]
             gflop = renderer_gflops(model, size, shape=shape)
             inputs = np.random.default_rng(0).uniform(-1, 1, (batch, model.config.input_channels, *shape)).astype(np.float32)
             onnx_file = export_onnx(model, size, Path(tmp) / f"{name}-{upsample}.onnx", shape=shape)

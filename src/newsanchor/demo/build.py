@@ -104,7 +104,7 @@ class DemoPlan:
     clips: int = 2
     # the actor's stable crop is 256 px of its 384² frames: at 128² the lower face was rendered at
     # half the output's scale and its mouth kept a quarter of the recordings' detail after
-    # paste-back (0.24-0.31); at 256², its own scale, the bank renderer keeps 0.70 of it
+    # paste-back (0.24-0.31); at 256², its own scale, the bank renderer keeps about 0.7 of it
     crop_size: int = 256
     mouth_epochs: float = 15.0
     mouth_max_steps: int = 0
