@@ -19,6 +19,7 @@ from newsanchor.render.pix2pixhd import is_lower_face, load_renderer
 from newsanchor.render.references import OPEN_ENOUGH, load_reference_mouths, mouth_openness
 from newsanchor.template import TemplateChoice
 from newsanchor.train.lower_face import LowerFaceTrainConfig, train_lower_face
+from newsanchor.train.renderer import StepBatches
 from newsanchor.train.lower_face_data import RegionCache, build_region_cache, choose_reference_bank, choose_references
 from newsanchor.dataset import dataset_split
 
@@ -188,3 +189,23 @@ def test_the_command_line_trains_the_lower_face_config(grid10, tmp_path):
     bad = CliRunner().invoke(app, ["train", "renderer", str(grid10.root), "--config", str(settings), "--out",
                                    str(tmp_path / "bad2")])
     assert bad.exit_code == 1 and "--preset" in bad.output
+
+
+def test_training_draws_are_seeded_so_a_run_repeats_and_resumes_the_same_pairs(grid10, tmp_path):
+    sampler = StepBatches(20, 4, seed=0, start=0, stop=6, rank=0, world=1, draws=True)
+    batches = list(sampler)
+    draws = [d for batch in batches for _, d in batch]
+    assert draws == list(range(24))  # every training pair its own draw, numbered over the run
+    assert list(StepBatches(20, 4, seed=0, start=3, stop=6, rank=0, world=1, draws=True)) == batches[3:]
+    # the bank preset's random draws (which of the nearest mouths, which neighbour widens the mask)
+    overrides = TINY | {"reference_choice": "nearest", "bank_size": 8, "references": 1, "head": "blend",
+                        "reference_warp": "face-only", "match_reference_colours": True}
+    logs = []
+    for name in ("first", "second"):
+        train_lower_face(grid10.root, tmp_path / name, tiny_config(max_steps=2, renderer_overrides=overrides), device="cpu")
+        logs.append([row.split(",")[1:6] for row in (tmp_path / name / "log.csv").read_text().splitlines()[1:]])
+    assert logs[0] == logs[1] and len(logs[0]) == 2
+    other = train_lower_face(grid10.root, tmp_path / "seed1", tiny_config(max_steps=2, seed=1, renderer_overrides=overrides),
+                             device="cpu")
+    assert other["step"] == 2
+    assert [row.split(",")[1:6] for row in (tmp_path / "seed1" / "log.csv").read_text().splitlines()[1:]] != logs[0]

@@ -225,16 +225,18 @@ class AnchorPipeline:
         x0, y0, w, h = region
         alpha = region_alpha(faces, region)
         warp, count = self.renderer_config.reference_warp, self.renderer_config.references
+        resample = self.renderer_config.reference_resample
         if warp == "head" and self.renderer_config.reference_choice == "states":
             # aligned by the eyes and nose, which the new mouth does not move: once per template
             # frame (~25 MB for a 100-frame template at 256²)
             if index not in self._aligned_references:
-                self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], region)
+                self._aligned_references[index] = self.reference_mouths.aligned(self.template_landmarks[index], region,
+                                                                                resample=resample)
             references = self._aligned_references[index]
         elif chooser is not None:  # chosen by the new mouth, then bent onto it: every frame
-            references = chooser.aligned(landmarks, region, warp)
+            references = chooser.aligned(landmarks, region, warp, resample)
         else:  # bent onto the new mouth: every frame (~1.5 ms for three at 256²)
-            references = self.reference_mouths.aligned(landmarks, region, warp, count)
+            references = self.reference_mouths.aligned(landmarks, region, warp, count, resample)
         return lower_face_input(self.template_edges[index], landmarks, self.template_crops[index][y0:y0 + h, x0:x0 + w], alpha,
                                 references, region,
                                 use_edges=self.use_edges, masked_frame=self.renderer_config.masked_frame,

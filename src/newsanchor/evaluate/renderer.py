@@ -113,10 +113,10 @@ class _RendererUnderTest:
         box = config.region_box(size)
         x0, y0, w, h = box
         alphas = [region_alpha(np.stack([f.landmarks, static.landmarks]), box) for f in frames]
-        chooser = self.chooser
+        chooser, warp, resample = self.chooser, config.reference_warp, config.reference_resample
         inputs = [lower_face_input(f.edges, f.landmarks, f.real[y0:y0 + h, x0:x0 + w], a,
-                                   chooser.aligned(f.landmarks, box, config.reference_warp) if chooser else
-                                   references.aligned(f.landmarks, box, config.reference_warp, config.references), box,
+                                   chooser.aligned(f.landmarks, box, warp, resample) if chooser else
+                                   references.aligned(f.landmarks, box, warp, config.references, resample), box,
                                    use_edges=self.use_edges, masked_frame=config.masked_frame,
                                    match_colours=config.match_reference_colours, reference_warp=config.reference_warp)
                   for f, a in zip(frames, alphas)]

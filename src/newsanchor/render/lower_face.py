@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..facemap.draw import N_CHANNELS
-from .references import CHOICES, WARPS
+from .references import CHOICES, RESAMPLING, WARPS
 
 ARCHITECTURE = "lower-face"
 
@@ -74,6 +74,9 @@ class LowerFaceConfig:
         ``"head"`` by eyes and nose only (the first trained renderers), ``"mouth"`` also bent
         onto the frame's drawn jaw and lips (the ``lower-face`` preset), ``"mouth-only"`` then
         kept only inside the jaw below the nose, ``"face-only"`` only inside the jaw (not below it).
+    reference_resample: how the warp reads a reference's pixels (``references.RESAMPLING``):
+        ``"linear"`` (every renderer before the bank preset took ``"cubic"``) softens them,
+        ``"cubic"`` keeps their detail.
     head: ``"rgb"`` paints every pixel (tanh); ``"blend"`` also predicts per-pixel weights
         (softmax) over its painted colour and the (warped) reference mouths, and outputs their
         mix: copying a reference's texture is then a choice, not something to learn to paint.
@@ -99,6 +102,7 @@ class LowerFaceConfig:
     region: tuple[float, float, float, float] = (0.125, 0.4375, 0.75, 0.5625)
     masked_frame: bool = True
     reference_warp: str = "head"
+    reference_resample: str = "linear"
     head: str = "rgb"
     reference_choice: str = "states"
     bank_size: int = 48
@@ -122,6 +126,9 @@ class LowerFaceConfig:
             raise ValueError(f"LowerFaceConfig: a bank of {self.bank_size} mouths cannot give {self.references} references")
         if self.reference_hold < 0:
             raise ValueError(f"LowerFaceConfig: reference_hold must be >= 0, got {self.reference_hold}")
+        if self.reference_resample not in RESAMPLING:
+            raise ValueError(f"LowerFaceConfig: reference_resample must be one of {tuple(RESAMPLING)}, "
+                             f"got {self.reference_resample!r}")
         if self.reference_warp not in WARPS:
             raise ValueError(f"LowerFaceConfig: reference_warp must be one of {WARPS}, got {self.reference_warp!r}")
         x, y, w, h = self.region
@@ -161,7 +168,8 @@ LOWER_FACE_CONFIGS: dict[str, LowerFaceConfig] = {
     # in the frame's colours, kept over the face inside the jaw but not the collar below it, and
     # mixes it per pixel with its own painting (benchmarks/RESULTS.md, "one per frame, held")
     "lower-face-bank": LowerFaceConfig(reference_warp="face-only", reference_choice="nearest", references=1,
-                                       head="blend", match_reference_colours=True, reference_hold=0.2),
+                                       head="blend", match_reference_colours=True, reference_hold=0.2,
+                                       reference_resample="cubic"),
 }
 
 

@@ -53,6 +53,10 @@ SUPPORT_NOSE = [35, 34, 33, 32, 31]
 # How a frame's references are picked from those stored: "states", all of them (one per mouth state
 # of STATES); "nearest", the K of a larger bank whose mouths are shaped most like the frame's.
 CHOICES = ("states", "nearest")
+# How a reference's pixels are resampled onto the frame. Bilinear weights average neighbours (a
+# half-pixel shift halves a pattern of single-pixel lines), so a bilinear warp costs the copied lips
+# and teeth about a quarter of their detail; bicubic keeps it (benchmarks/RESULTS.md, "Bicubic warps").
+RESAMPLING = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _TPS_GRID = 8  # the spline is evaluated every 8 px and interpolated between (smooth by construction)
 
 
@@ -175,18 +179,18 @@ class ReferenceMouths:
         return nearest_mouths(self.shapes, mouth_shape(target_landmarks), count)
 
     def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head",
-                count: int | None = None) -> np.ndarray:
+                count: int | None = None, resample: str = "linear") -> np.ndarray:
         """References warped onto the target (:func:`warp_reference`) and cut to the region:
         ``[K, h, w, 3]`` uint8 — all of them in stored order, or (a bank holding more than
         ``count``) the ``count`` shaped most like the target's mouth, nearest first."""
         if count is None or count >= len(self.crops):
-            return warp_references(self.crops, self.landmarks, target_landmarks, box, warp)
-        return self.warped(self.nearest(target_landmarks, count), target_landmarks, box, warp)
+            return warp_references(self.crops, self.landmarks, target_landmarks, box, warp, resample)
+        return self.warped(self.nearest(target_landmarks, count), target_landmarks, box, warp, resample)
 
     def warped(self, picks: np.ndarray, target_landmarks: np.ndarray, box: tuple[int, int, int, int],
-               warp: str = "head") -> np.ndarray:
+               warp: str = "head", resample: str = "linear") -> np.ndarray:
         """The references ``picks [K]`` warped onto the target and cut to the region: ``[K, h, w, 3]`` uint8."""
-        return warp_references(self.crops[picks], self.landmarks[picks], target_landmarks, box, warp)
+        return warp_references(self.crops[picks], self.landmarks[picks], target_landmarks, box, warp, resample)
 
 
 class ReferenceChooser:
@@ -214,9 +218,10 @@ class ReferenceChooser:
         self._previous = picks
         return picks
 
-    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head") -> np.ndarray:
+    def aligned(self, target_landmarks: np.ndarray, box: tuple[int, int, int, int], warp: str = "head",
+                resample: str = "linear") -> np.ndarray:
         """The next frame's chosen references warped onto it and cut to the region ``[K, h, w, 3]``."""
-        return self.mouths.warped(self(target_landmarks), target_landmarks, box, warp)
+        return self.mouths.warped(self(target_landmarks), target_landmarks, box, warp, resample)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -235,13 +240,13 @@ def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def align_reference(crop: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
-                    box: tuple[int, int, int, int]) -> np.ndarray:
+                    box: tuple[int, int, int, int], resample: str = "linear") -> np.ndarray:
     """A reference crop ``[S, S, 3]`` warped so that its eyes and nose land on the target's, cut to
-    the region ``box = (x0, y0, w, h)``: ``[h, w, 3]`` uint8."""
+    the region ``box = (x0, y0, w, h)``: ``[h, w, 3]`` uint8 (``resample``: a :data:`RESAMPLING` name)."""
     x0, y0, w, h = box
     matrix = similarity(reference_landmarks[STABLE_POINTS], target_landmarks[STABLE_POINTS])
     matrix[:, 2] -= (x0, y0)
-    return cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(crop, matrix, (w, h), flags=RESAMPLING[resample], borderMode=cv2.BORDER_REPLICATE)
 
 
 def _tps_kernel(r2: np.ndarray) -> np.ndarray:
@@ -270,14 +275,14 @@ def thin_plate_spline(source: np.ndarray, target: np.ndarray, points: np.ndarray
 
 
 def warp_reference(crop: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
-                   box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
+                   box: tuple[int, int, int, int], warp: str = "mouth", resample: str = "linear") -> np.ndarray:
     """One reference crop ``[S, S, 3]`` brought onto the target face (see :func:`warp_references`),
     cut to the region: ``[h, w, 3]`` uint8."""
-    return warp_references(crop[None], reference_landmarks[None], target_landmarks, box, warp)[0]
+    return warp_references(crop[None], reference_landmarks[None], target_landmarks, box, warp, resample)[0]
 
 
 def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_landmarks: np.ndarray,
-                    box: tuple[int, int, int, int], warp: str = "mouth") -> np.ndarray:
+                    box: tuple[int, int, int, int], warp: str = "mouth", resample: str = "linear") -> np.ndarray:
     """Reference crops ``[K, S, S, 3]`` (landmarks ``[K, 68, 2]``) brought onto the target face
     ``[68, 2]``, cut to the region ``box = (x0, y0, w, h)``: ``[K, h, w, 3]`` uint8.
 
@@ -286,17 +291,20 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
     onto the target's, while the region's border stays where the head alignment put it (one
     spline solve for all K: the target's points are the same). ``"mouth-only"`` and
     ``"face-only"``: as ``"mouth"``, then black outside the target's mouth-and-chin area or its
-    face inside the jaw (:func:`reference_support`).
+    face inside the jaw (:func:`reference_support`). ``resample``: how pixels are read
+    (:data:`RESAMPLING`).
     """
     if warp not in WARPS:
         raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    if resample not in RESAMPLING:
+        raise ValueError(f"resample must be one of {tuple(RESAMPLING)}, got {resample!r}")
     support = reference_support(target_landmarks, box, warp)
     if support is not None:
-        warped = warp_references(crops, reference_landmarks, target_landmarks, box, "mouth")
+        warped = warp_references(crops, reference_landmarks, target_landmarks, box, "mouth", resample)
         return (warped * support[None, ..., None]).round().astype(np.uint8)
     x0, y0, w, h = box
     if warp == "head" or len(crops) == 0:
-        return np.stack([align_reference(c, lm, target_landmarks, box) for c, lm in zip(crops, reference_landmarks)]) \
+        return np.stack([align_reference(c, lm, target_landmarks, box, resample) for c, lm in zip(crops, reference_landmarks)]) \
             if len(crops) else np.zeros((0, h, w, 3), np.uint8)
     heads = [similarity(lm[STABLE_POINTS], target_landmarks[STABLE_POINTS]) for lm in reference_landmarks]
     moved = [lm[WARP_POINTS] @ m[:, :2].T + m[:, 2] for lm, m in zip(reference_landmarks, heads)]
@@ -315,7 +323,7 @@ def warp_references(crops: np.ndarray, reference_landmarks: np.ndarray, target_l
         source = aligned[:, 2 * k:2 * k + 2] @ inverse[:, :2].T + inverse[:, 2]
         coarse = source.reshape(len(gy), len(gx), 2)
         maps = [(rows @ coarse[..., i] @ cols.T).astype(np.float32) for i in (0, 1)]
-        out[k] = cv2.remap(crop, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[k] = cv2.remap(crop, maps[0], maps[1], RESAMPLING[resample], borderMode=cv2.BORDER_REPLICATE)
     return out
 
 

@@ -130,7 +130,8 @@ def prepare_frames(dataset: PreparedDataset, run: Path, config: LowerFaceTrainCo
     np.savez(run / REFERENCES_FILE, **references.to_arrays())  # type: ignore[arg-type]
     frames = partial(LowerFaceFrames, references=renderer_config.references, masked_frame=renderer_config.masked_frame,
                      use_edges=config.edges, mouth_weight=config.mouth_weight, reference_warp=renderer_config.reference_warp,
-                     bank=bank, match_colours=renderer_config.match_reference_colours)
+                     bank=bank, match_colours=renderer_config.match_reference_colours, seed=config.seed,
+                     reference_resample=renderer_config.reference_resample)
     return (frames(train_cache, pools, box, dataset.size, randomise=True),
             frames(val_cache, pools, box, dataset.size, randomise=False))
 
@@ -224,7 +225,7 @@ def train_lower_face(dataset_dir: str | Path, out: str | Path, config: LowerFace
     counters = load_train_state(out, models.modules, models.optimizers, device_t) or {"step": 0}
     g_model, d_model = ddp(models.generator, world), ddp(models.discriminator, world)
     autocast = mixed_precision(config.precision, device_t)
-    loader = step_loader(train_frames, config, counters["step"], rank, world)
+    loader = step_loader(train_frames, config, counters["step"], rank, world, draws=True)
     val_batches = validation_batches(val_frames, config.val_frames) if rank == 0 else []
     log = RunLog(out, rank, ["step", "g_gan", "g_fm", "g_l1", "g_lap", "d", "val", "seconds"])
     started = time.perf_counter()

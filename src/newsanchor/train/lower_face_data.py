@@ -199,6 +199,8 @@ class LowerFaceFrames(torch.utils.data.Dataset):
 
     ``randomise``: draw each reference from its pool and widen the mask by a neighbouring frame's
     face (as synthesis widens it by the template's); otherwise the pools' best and the frame's own mask.
+    The draws are seeded by ``(seed, draw)`` for an item ``(index, draw)`` (the training loader's,
+    :class:`newsanchor.train.renderer.StepBatches`), by ``(seed, index)`` for a plain index.
     With a ``bank`` instead of pools, the references are the bank's mouths shaped most like the
     frame's (nearest first, never from the frame's own moment): the ``references`` nearest, or
     (``randomise``) that many of the ``2 × references`` nearest.
@@ -207,13 +209,15 @@ class LowerFaceFrames(torch.utils.data.Dataset):
     def __init__(self, cache: RegionCache, pools: ReferencePools | None, box: tuple[int, int, int, int], size: int, *,
                  references: int, masked_frame: bool = True, use_edges: bool = True, randomise: bool = True,
                  mouth_weight: float = 2.0, neighbour_frames: int = 12, reference_warp: str = "head",
-                 bank: ReferenceBank | None = None, match_colours: bool = False):
+                 bank: ReferenceBank | None = None, match_colours: bool = False, seed: int = 0,
+                 reference_resample: str = "linear"):
         if (pools is None) == (bank is None):
             raise ValueError("LowerFaceFrames: give reference pools or a bank, not both")
         self.cache, self.pools, self.bank, self.box, self.size = cache, pools, bank, box, size
         self.reference_warp, self.match_colours = reference_warp, match_colours
         self.references, self.masked_frame, self.use_edges = references, masked_frame, use_edges
         self.randomise, self.mouth_weight, self.neighbour_frames = randomise, mouth_weight, neighbour_frames
+        self.seed, self.reference_resample = seed, reference_resample
 
     def __len__(self) -> int:
         return len(self.cache)
@@ -243,9 +247,10 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         return (np.stack([pools.crops[s][p] for s, p in enumerate(picks)]),
                 np.stack([pools.landmarks[s][p] for s, p in enumerate(picks)]))
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        index, draw = item if isinstance(item, tuple) else (item, item)
         cache, (x0, y0, w, h) = self.cache, self.box
-        rng = np.random.default_rng() if self.randomise else None
+        rng = np.random.default_rng([self.seed, draw]) if self.randomise else None
         landmarks = cache.landmarks[index]
         faces = landmarks[None] if rng is None else np.stack([landmarks, cache.landmarks[self._neighbour(index, rng)]])
         alpha = region_alpha(faces, self.box)
@@ -253,8 +258,8 @@ class LowerFaceFrames(torch.utils.data.Dataset):
         edges[y0:y0 + h, x0:x0 + w] = cache.edges[index]
         region = np.asarray(cache.regions[index])
         crops, crop_landmarks = self._references(index, rng)
-        refs = warp_references(crops, crop_landmarks, landmarks, self.box, self.reference_warp) if len(crops) \
-            else np.zeros((0, h, w, 3), np.uint8)
+        refs = warp_references(crops, crop_landmarks, landmarks, self.box, self.reference_warp,
+                               self.reference_resample) if len(crops) else np.zeros((0, h, w, 3), np.uint8)
         inputs = lower_face_input(edges, landmarks, region, alpha, refs, self.box, use_edges=self.use_edges,
                                   masked_frame=self.masked_frame, match_colours=self.match_colours,
                                   reference_warp=self.reference_warp)

@@ -83,17 +83,25 @@ def distributed() -> tuple[int, int]:
 
 class StepBatches(torch.utils.data.Sampler):
     """This process's share of the batches from ``start`` on: the order is a function of
-    (seed, epoch), so resuming continues the same sequence."""
+    (seed, epoch), so resuming continues the same sequence.
 
-    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int, world: int):
+    ``draws``: each item is ``(frame index, draw)`` instead of the index alone, ``draw`` the
+    sample's number over the whole run (``step × batch + position``), for a dataset whose items
+    draw at random (reference mouths, mask neighbours) to seed those draws with: a run, resumed
+    or not, then sees the same training pairs whatever its loader workers."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int, world: int, draws: bool = False):
         self.n, self.batch, self.seed, self.start, self.stop, self.rank, self.world = n, batch, seed, start, stop, rank, world
-        self.per_epoch = n // batch
+        self.per_epoch, self.draws = n // batch, draws
 
     def __iter__(self):
         for step in range(self.start, self.stop):
             epoch, position = divmod(step, self.per_epoch)
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            yield order[position * self.batch:(position + 1) * self.batch][self.rank::self.world].tolist()
+            picks = order[position * self.batch:(position + 1) * self.batch].tolist()
+            if self.draws:
+                picks = [(index, step * self.batch + j) for j, index in enumerate(picks)]
+            yield picks[self.rank::self.world]
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -108,11 +116,13 @@ def mixed_precision(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def step_loader(frames: torch.utils.data.Dataset, config, start: int, rank: int, world: int) -> torch.utils.data.DataLoader:
-    """This process's batches from step ``start`` to ``config.max_steps`` (see :class:`StepBatches`)."""
+def step_loader(frames: torch.utils.data.Dataset, config, start: int, rank: int, world: int,
+                draws: bool = False) -> torch.utils.data.DataLoader:
+    """This process's batches from step ``start`` to ``config.max_steps`` (see :class:`StepBatches`;
+    ``draws``: the dataset is indexed by ``(index, draw)``)."""
     if not isinstance(frames, Sized):  # torch's Dataset declares no __len__; the frame datasets here have one
         raise TypeError(f"step_loader: {type(frames).__name__} has no length")
-    sampler = StepBatches(len(frames), config.batch_size, config.seed, start, config.max_steps, rank, world)
+    sampler = StepBatches(len(frames), config.batch_size, config.seed, start, config.max_steps, rank, world, draws)
     return torch.utils.data.DataLoader(frames, batch_sampler=sampler, num_workers=config.loader_workers,
                                        persistent_workers=False,
                                        worker_init_fn=limit_blas_in_worker if config.loader_workers else None)
